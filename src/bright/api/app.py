@@ -1,0 +1,91 @@
+"""The FastAPI application of a twin node: NGSI-LD API, BRIGHT REST API, dashboard."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bright import __version__
+from bright.api.http import problem_response
+from bright.config import Settings
+from bright.twin.db import make_engine
+from bright.twin.errors import (
+    BadRequestData,
+    InternalError,
+    InvalidRequest,
+    NgsiLdError,
+    OperationNotSupported,
+    ResourceNotFound,
+)
+from bright.twin.service import TwinService
+
+log = logging.getLogger("bright.api")
+
+
+def create_app(settings: Settings | None = None, *, service: TwinService | None = None) -> FastAPI:
+    """Build the node's ASGI app.
+
+    Parameters
+    ----------
+    settings
+        Node settings; read from the environment when omitted.
+    service
+        An existing twin service (tests share one); created from ``settings.database_url`` otherwise.
+    """
+    settings = settings or Settings.from_env()
+    if service is None:
+        service = TwinService(make_engine(settings.database_url), settings)
+    app = FastAPI(
+        title="BRIGHT twin node",
+        version=__version__,
+        description=(
+            "The digital twin node of an energy community: the NGSI-LD API (ETSI GS CIM 009) under "
+            "/ngsi-ld/v1 and BRIGHT's own REST API under /api."
+        ),
+    )
+    app.state.twin = service
+    app.state.settings = settings
+
+    from bright.api import ngsild
+
+    app.include_router(ngsild.router)
+
+    @app.exception_handler(NgsiLdError)
+    async def _ngsild_error(_request: Request, exc: NgsiLdError) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return problem_response(BadRequestData(f"{where}: {first.get('msg', 'invalid request')}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return problem_response(ResourceNotFound(str(exc.detail) if exc.detail else "no such resource"))
+        if exc.status_code == 405:
+            err: NgsiLdError = OperationNotSupported("method not allowed on this resource", status=405)
+            return problem_response(err)
+        return problem_response(InvalidRequest(str(exc.detail), status=exc.status_code))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return problem_response(InternalError(f"unexpected {type(exc).__name__}; see the node's log"))
+
+    @app.get("/health", tags=["node"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """ASGI factory for ``uvicorn --factory bright.api.app:app_from_env`` (settings from BRIGHT_*)."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,452 @@
+"""The NGSI-LD API (ETSI GS CIM 009) of a twin node: entities, batches, discovery, @contexts.
+
+Thin: it parses HTTP (media types, Link header, query parameters), calls the twin service and
+renders. Every error is an :class:`~bright.twin.errors.NgsiLdError` turned into ProblemDetails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from bright.api.http import (
+    GEO_JSON,
+    JSON,
+    JSON_LD,
+    accept,
+    check_content_type,
+    json_response,
+    link_context,
+    read_json,
+)
+from bright.twin.context import CORE_CONTEXT_URL, ActiveContext
+from bright.twin.entities import RenderOptions, check_entity_id, render_entity
+from bright.twin.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from bright.twin.service import TwinService
+
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
+
+_KNOWN_OPTIONS = {
+    "keyValues",
+    "simplified",
+    "concise",
+    "normalized",
+    "sysAttrs",
+    "noOverwrite",
+    "replace",
+    "update",
+    "temporalValues",
+    "aggregatedValues",
+    "audit",
+    "splitEntities",
+}
+
+
+def svc(request: Request) -> TwinService:
+    return request.app.state.twin  # type: ignore[no-any-return]
+
+
+def tenant_of(request: Request) -> str:
+    t = request.headers.get("ngsild-tenant", "").strip()
+    if t and (len(t) > 128 or not all(c.isalnum() or c in "-_.:/" for c in t)):
+        raise BadRequestData(f"NGSILD-Tenant {t!r} is not a valid tenant name")
+    return t
+
+
+class Ctx:
+    """The request's @context: where it came from and the active context."""
+
+    def __init__(self, url: str | None, raw: Any, active: ActiveContext) -> None:
+        self.url = url
+        self.raw = raw
+        self.active = active
+
+    @property
+    def response_url(self) -> str:
+        if self.url:
+            return self.url
+        if isinstance(self.raw, str):
+            return self.raw
+        return CORE_CONTEXT_URL
+
+
+def request_context(request: Request, body: Any = None) -> Ctx:
+    """The active @context: from the JSON-LD body, the Link header, or the core context."""
+    service = svc(request)
+    link = link_context(request)
+    is_ld = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_LD
+    if body is not None and request.method in ("POST", "PATCH", "PUT"):
+        bodies = body if isinstance(body, list) else [body]
+        if is_ld:
+            if link:
+                raise BadRequestData("a JSON-LD body must not come with a @context Link header")
+            for b in bodies:
+                if isinstance(b, dict) and "@context" not in b:
+                    raise BadRequestData("a JSON-LD (application/ld+json) body must contain @context")
+            first = bodies[0] if bodies and isinstance(bodies[0], dict) else {}
+            raw = first.get("@context")
+            return Ctx(raw if isinstance(raw, str) else None, raw, service.resolve_context(raw))
+        for b in bodies:
+            if isinstance(b, dict) and "@context" in b:
+                raise BadRequestData("@context in a body is only allowed with Content-Type application/ld+json")
+    return Ctx(link, link, service.resolve_context(link))
+
+
+def render_options(request: Request, active: ActiveContext) -> RenderOptions:
+    params = request.query_params
+    opts = {o.strip() for v in params.getlist("options") for o in v.split(",") if o.strip()}
+    unknown = opts - _KNOWN_OPTIONS
+    if unknown:
+        raise BadRequestData(f"unknown option(s) {', '.join(sorted(unknown))}")
+    fmt = params.get("format")
+    if fmt is None:
+        fmt = (
+            "keyValues"
+            if opts & {"keyValues", "simplified"}
+            else "concise"
+            if "concise" in opts
+            else "normalized"
+        )
+    if fmt == "simplified":
+        fmt = "keyValues"
+    if fmt not in ("normalized", "concise", "keyValues"):
+        raise BadRequestData(f"format {fmt!r} is not one of normalized, concise, keyValues, simplified")
+    attrs = _csv(params, "attrs")
+    pick, omit = _csv(params, "pick"), _csv(params, "omit")
+    if pick and omit:
+        raise BadRequestData("pick and omit cannot be used together")
+    ds = _csv(params, "datasetId")
+    return RenderOptions(
+        fmt=fmt,
+        sys_attrs="sysAttrs" in opts,
+        attrs=frozenset(active.expand(a) for a in attrs) if attrs else None,
+        pick=frozenset(pick) if pick else None,
+        omit=frozenset(omit) if omit else None,
+        lang=params.get("lang"),
+        dataset_ids=frozenset(ds) if ds else None,
+    )
+
+
+def _csv(params: Any, name: str) -> list[str]:
+    vals = [x.strip() for v in params.getlist(name) for x in v.split(",")]
+    if any(v == "" for v in vals) and vals:
+        raise BadRequestData(f"parameter {name} has an empty item")
+    return vals
+
+
+def respond_entities(
+    request: Request, docs: list[dict[str, Any]], ctx: Ctx, media: str, *, headers: dict[str, str] | None = None
+) -> Response:
+    opts = render_options(request, ctx.active)
+    out = [render_entity(d, ctx.active, opts) for d in docs]
+    if media == GEO_JSON:
+        geoprop = ctx.active.expand(request.query_params.get("geometryProperty", "location"))
+        body: Any = {
+            "type": "FeatureCollection",
+            "features": [_feature(d, o, geoprop, ctx) for d, o in zip(docs, out, strict=True)],
+        }
+        body["@context"] = ctx.response_url
+        return json_response(body, media=GEO_JSON, headers=headers)
+    if media == JSON_LD:
+        for o in out:
+            o["@context"] = ctx.raw if ctx.raw is not None else CORE_CONTEXT_URL
+    return json_response(out, media=media, context_url=ctx.response_url, headers=headers)
+
+
+def _feature(doc: dict[str, Any], rendered: dict[str, Any], geoprop: str, ctx: Ctx) -> dict[str, Any]:
+    geom = None
+    for inst in doc.get("attrs", {}).get(geoprop, []):
+        if inst.get("type") == "GeoProperty":
+            geom = inst.get("value")
+            break
+    props = {k: v for k, v in rendered.items() if k != "id"}
+    return {"id": doc["id"], "type": "Feature", "geometry": geom, "properties": props}
+
+
+# --- entities -----------------------------------------------------------------------------------------
+
+
+@router.post("/entities", status_code=201)
+async def create_entity(request: Request) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequestData("an entity must be a JSON object")
+    ctx = request_context(request, body)
+    eid = svc(request).create_entity(tenant_of(request), body, ctx.active)
+    headers = {"Location": f"/ngsi-ld/v1/entities/{eid}"}
+    if tenant_of(request):
+        headers["NGSILD-Tenant"] = tenant_of(request)
+    return Response(status_code=201, headers=headers)
+
+
+@router.get("/entities")
+def query_entities(request: Request) -> Response:
+    media = accept(request)
+    ctx = request_context(request)
+    docs, count = svc(request).query_from_params(tenant_of(request), request.query_params, ctx.active)
+    headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
+    return respond_entities(request, docs, ctx, media, headers=headers)
+
+
+@router.delete("/entities", status_code=204)
+def purge_entities(request: Request) -> Response:
+    ctx = request_context(request)
+    svc(request).purge_from_params(tenant_of(request), request.query_params, ctx.active)
+    return Response(status_code=204)
+
+
+@router.get("/entities/{entity_id:path}/attrs/{attr}")
+def retrieve_attribute(request: Request, entity_id: str, attr: str) -> Response:
+    media = accept(request, geo=False)
+    ctx = request_context(request)
+    doc = svc(request).get_entity(tenant_of(request), entity_id)
+    iri = ctx.active.expand(attr)
+    if iri not in doc.get("attrs", {}):
+        raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
+    opts = render_options(request, ctx.active)
+    rendered = render_entity({**doc, "attrs": {iri: doc["attrs"][iri]}}, ctx.active, opts)
+    return json_response(rendered.get(attr, rendered), media=media, context_url=ctx.response_url)
+
+
+@router.get("/entities/{entity_id:path}")
+def retrieve_entity(request: Request, entity_id: str) -> Response:
+    media = accept(request)
+    ctx = request_context(request)
+    check_entity_id(entity_id)
+    doc = svc(request).get_entity(tenant_of(request), entity_id)
+    opts = render_options(request, ctx.active)
+    if opts.attrs is not None and not any(a in doc.get("attrs", {}) for a in opts.attrs):
+        raise ResourceNotFound(f"entity {entity_id} has none of the requested attributes")
+    out = render_entity(doc, ctx.active, opts)
+    if media == GEO_JSON:
+        geoprop = ctx.active.expand(request.query_params.get("geometryProperty", "location"))
+        feat = _feature(doc, out, geoprop, ctx)
+        feat["@context"] = ctx.response_url
+        return json_response(feat, media=GEO_JSON)
+    if media == JSON_LD:
+        out["@context"] = ctx.raw if ctx.raw is not None else CORE_CONTEXT_URL
+    return json_response(out, media=media, context_url=ctx.response_url)
+
+
+@router.put("/entities/{entity_id:path}/attrs/{attr}", status_code=204)
+async def replace_attribute(request: Request, entity_id: str, attr: str) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    ctx = request_context(request, body)
+    svc(request).replace_attribute(tenant_of(request), entity_id, attr, body, ctx.active)
+    return Response(status_code=204)
+
+
+@router.patch("/entities/{entity_id:path}/attrs/{attr}", status_code=204)
+async def partial_attribute_update(request: Request, entity_id: str, attr: str) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    ctx = request_context(request, body)
+    svc(request).partial_update_attribute(tenant_of(request), entity_id, attr, body, ctx.active)
+    return Response(status_code=204)
+
+
+@router.delete("/entities/{entity_id:path}/attrs/{attr}", status_code=204)
+def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
+    ctx = request_context(request)
+    p = request.query_params
+    delete_all = p.get("deleteAll", "false").lower() == "true"
+    svc(request).delete_attribute(
+        tenant_of(request), entity_id, attr, ctx.active, dataset_id=p.get("datasetId"), delete_all=delete_all
+    )
+    return Response(status_code=204)
+
+
+@router.post("/entities/{entity_id:path}/attrs")
+async def append_attributes(request: Request, entity_id: str) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequestData("the attributes must be a JSON object")
+    ctx = request_context(request, body)
+    opts = {o for v in request.query_params.getlist("options") for o in v.split(",")}
+    result = svc(request).append_attributes(
+        tenant_of(request), entity_id, body, ctx.active, no_overwrite="noOverwrite" in opts
+    )
+    return _update_result(result, ctx)
+
+
+@router.patch("/entities/{entity_id:path}/attrs")
+async def update_attributes(request: Request, entity_id: str) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequestData("the attributes must be a JSON object")
+    ctx = request_context(request, body)
+    result = svc(request).update_attributes(tenant_of(request), entity_id, body, ctx.active)
+    return _update_result(result, ctx)
+
+
+def _update_result(result: dict[str, Any], ctx: Ctx) -> Response:
+    if result["notUpdated"]:
+        return json_response(result, status=207, context_url=ctx.response_url)
+    return Response(status_code=204)
+
+
+@router.put("/entities/{entity_id:path}", status_code=204)
+async def replace_entity(request: Request, entity_id: str) -> Response:
+    check_content_type(request)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequestData("an entity must be a JSON object")
+    ctx = request_context(request, body)
+    svc(request).replace_entity(tenant_of(request), entity_id, body, ctx.active)
+    return Response(status_code=204)
+
+
+@router.patch("/entities/{entity_id:path}", status_code=204)
+async def merge_entity(request: Request, entity_id: str) -> Response:
+    check_content_type(request, patch=True)
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise BadRequestData("a merge fragment must be a JSON object")
+    ctx = request_context(request, body)
+    svc(request).merge_entity(tenant_of(request), entity_id, body, ctx.active)
+    return Response(status_code=204)
+
+
+@router.delete("/entities/{entity_id:path}", status_code=204)
+def delete_entity(request: Request, entity_id: str) -> Response:
+    check_entity_id(entity_id)
+    svc(request).delete_entity(tenant_of(request), entity_id)
+    return Response(status_code=204)
+
+
+# --- batch operations ----------------------------------------------------------------------------------
+
+
+@router.post("/entityOperations/{operation}")
+async def batch_operation(request: Request, operation: str) -> Response:
+    service = svc(request)
+    if operation == "query":
+        check_content_type(request)
+        body = await read_json(request, service.settings.max_body_bytes)
+        if not isinstance(body, dict):
+            raise BadRequestData("a query must be a JSON object")
+        ctx = request_context(request, body)
+        media = accept(request)
+        docs, count = service.query_from_body(tenant_of(request), body, request.query_params, ctx.active)
+        headers = {"NGSILD-Results-Count": str(count)} if count is not None else None
+        return respond_entities(request, docs, ctx, media, headers=headers)
+    if operation not in ("create", "upsert", "update", "delete", "merge"):
+        raise ResourceNotFound(f"no batch operation {operation!r}")
+    check_content_type(request)
+    body = await read_json(request, service.settings.max_body_bytes)
+    if not isinstance(body, list):
+        raise BadRequestData("a batch operation takes a JSON array")
+    if not body:
+        raise BadRequestData("a batch operation needs at least one item")
+    ctx = request_context(request, body) if operation != "delete" else request_context(request)
+    opts = {o for v in request.query_params.getlist("options") for o in v.split(",")}
+    tenant = tenant_of(request)
+    if operation == "create":
+        res = service.batch_create(tenant, body, ctx.active)
+        if not res["errors"]:
+            return json_response(res["success"], status=201)
+    elif operation == "upsert":
+        res = service.batch_upsert(tenant, body, ctx.active, replace="update" not in opts)
+        if not res["errors"]:
+            created = res.pop("created")
+            return json_response(created, status=201) if created else Response(status_code=204)
+        res.pop("created", None)
+    elif operation == "update":
+        res = service.batch_update(tenant, body, ctx.active, no_overwrite="noOverwrite" in opts)
+        if not res["errors"]:
+            return Response(status_code=204)
+    elif operation == "merge":
+        res = service.batch_merge(tenant, body, ctx.active)
+        if not res["errors"]:
+            return Response(status_code=204)
+    else:
+        res = service.batch_delete(tenant, body)
+        if not res["errors"]:
+            return Response(status_code=204)
+    return json_response(res, status=207)
+
+
+# --- discovery --------------------------------------------------------------------------------------
+
+
+def _discovery_response(request: Request, body: Any, ctx: Ctx) -> Response:
+    media = accept(request, geo=False)
+    if media == JSON_LD and isinstance(body, dict):
+        body = {"@context": ctx.raw if ctx.raw is not None else CORE_CONTEXT_URL, **body}
+    return json_response(body, media=media, context_url=ctx.response_url)
+
+
+@router.get("/types")
+def list_types(request: Request) -> Response:
+    ctx = request_context(request)
+    details = request.query_params.get("details", "false").lower() == "true"
+    return _discovery_response(request, svc(request).types(tenant_of(request), ctx.active, details=details), ctx)
+
+
+@router.get("/types/{type_name:path}")
+def type_info(request: Request, type_name: str) -> Response:
+    ctx = request_context(request)
+    return _discovery_response(request, svc(request).type_info(tenant_of(request), type_name, ctx.active), ctx)
+
+
+@router.get("/attributes")
+def list_attributes(request: Request) -> Response:
+    ctx = request_context(request)
+    details = request.query_params.get("details", "false").lower() == "true"
+    body = svc(request).attributes(tenant_of(request), ctx.active, details=details)
+    return _discovery_response(request, body, ctx)
+
+
+@router.get("/attributes/{attr:path}")
+def attribute_info(request: Request, attr: str) -> Response:
+    ctx = request_context(request)
+    return _discovery_response(request, svc(request).attribute_info(tenant_of(request), attr, ctx.active), ctx)
+
+
+# --- @contexts ------------------------------------------------------------------------------------
+
+
+@router.get("/jsonldContexts")
+def list_contexts(request: Request) -> Response:
+    p = request.query_params
+    details = p.get("details", "false").lower() == "true"
+    kind = p.get("kind")
+    if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
+        raise BadRequestData(f"kind {kind!r} is not Hosted, Cached or ImplicitlyCreated")
+    return json_response(svc(request).contexts.list(details=details, kind=kind))
+
+
+@router.post("/jsonldContexts", status_code=201)
+async def add_context(request: Request) -> Response:
+    body = await read_json(request, svc(request).settings.max_body_bytes)
+    if not isinstance(body, dict) or "@context" not in body:
+        raise BadRequestData("a context document must be a JSON object with @context")
+    if not isinstance(body["@context"], (dict, list)):
+        raise BadRequestData("@context of a hosted context must be an object or an array")
+    url = svc(request).contexts.add(body)
+    svc(request).resolver.clear()
+    return Response(status_code=201, headers={"Location": url})
+
+
+@router.get("/jsonldContexts/{context_id:path}")
+def get_context(request: Request, context_id: str) -> Response:
+    p = request.query_params
+    details = p.get("details", "false").lower() == "true"
+    body = svc(request).contexts.get(context_id, details=details)
+    return json_response(body, media=JSON if details else JSON_LD)
+
+
+@router.delete("/jsonldContexts/{context_id:path}", status_code=204)
+def delete_context(request: Request, context_id: str) -> Response:
+    reload = request.query_params.get("reload", "false").lower() == "true"
+    if reload and request.query_params.get("kind"):
+        raise InvalidRequest("reload and kind cannot be combined")
+    svc(request).contexts.delete(context_id, reload=reload)
+    svc(request).resolver.clear()
+    return Response(status_code=204)

@@ -1,0 +1,51 @@
+"""Node configuration from the environment (``BRIGHT_*`` variables); see README "Configuration"."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///bright.db"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of one node.
+
+    Attributes
+    ----------
+    database_url
+        SQLAlchemy URL: ``sqlite:///path.db`` (default) or ``postgresql://user@host/db``.
+    context_dir
+        Directory of cached JSON-LD contexts, files named by URL (``BRIGHT_CONTEXT_DIR``).
+    fetch_contexts
+        Fetch unknown remote @contexts over HTTP (``BRIGHT_FETCH_CONTEXTS=1``); off by default.
+    max_body_bytes
+        Largest request body accepted, in bytes (``BRIGHT_MAX_BODY_BYTES``).
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    context_dir: Path | None = None
+    fetch_contexts: bool = False
+    max_body_bytes: int = 16 * 1024 * 1024
+    node_name: str = "bright"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the settings from ``BRIGHT_*`` environment variables, then apply ``overrides``."""
+        ctx = os.environ.get("BRIGHT_CONTEXT_DIR")
+        values: dict[str, object] = {
+            "database_url": os.environ.get("BRIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            "context_dir": Path(ctx) if ctx else None,
+            "fetch_contexts": _flag("BRIGHT_FETCH_CONTEXTS"),
+            "max_body_bytes": int(os.environ.get("BRIGHT_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+            "node_name": os.environ.get("BRIGHT_NODE_NAME", "bright"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

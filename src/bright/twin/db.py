@@ -1,0 +1,64 @@
+"""Database engines for a twin node: SQLite (embedded default) and PostgreSQL (production).
+
+One SQLAlchemy 2 engine per node. SQLite runs in WAL mode with foreign keys on and a busy
+timeout, and gets the ``regexp`` function the query language needs. PostgreSQL URLs are routed to
+psycopg 3. The schema is created or upgraded by :func:`migrate` (Alembic-style numbered steps kept
+in :mod:`bright.twin.migrations`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+
+def normalize_url(url: str) -> str:
+    """Map user-facing URLs to SQLAlchemy drivers (``postgresql://`` -> psycopg 3)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    if u.drivername == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` with the per-backend settings BRIGHT relies on."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        from sqlalchemy.pool import StaticPool
+
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+            **kwargs,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_setup(dbapi_conn: Any, _record: Any) -> None:
+            from bright.twin.query import install_sqlite_functions
+
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.close()
+            install_sqlite_functions(dbapi_conn)
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

@@ -1,0 +1,76 @@
+"""Shared fixtures: real PostgreSQL databases and SQLite files per test, API clients on both.
+
+``BRIGHT_REQUIRE_SERVICES=1`` (set by .ci/run) turns a skip for a missing PostgreSQL or MQTT
+broker into a failure, so CI cannot pass by skipping the real-service tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("BRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+
+def services_required() -> bool:
+    return os.environ.get("BRIGHT_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}
+
+
+def missing_service(what: str) -> None:
+    """Skip the test, or fail it when services are required."""
+    if services_required():
+        pytest.fail(f"{what} is not reachable and BRIGHT_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(f"{what} is not reachable")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not port_open("127.0.0.1", 5432):
+        missing_service("PostgreSQL on 127.0.0.1:5432")
+    from sqlalchemy import create_engine, text
+
+    name = f"bright_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        admin.dispose()
+        missing_service(f"PostgreSQL ({exc})")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """The database URL of each backend in turn (a temporary SQLite file, a fresh PostgreSQL db)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'twin.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def mqtt_broker() -> tuple[str, int]:
+    if not port_open(MQTT_HOST, MQTT_PORT):
+        missing_service(f"MQTT broker on {MQTT_HOST}:{MQTT_PORT}")
+    return MQTT_HOST, MQTT_PORT
