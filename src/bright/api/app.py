@@ -27,6 +27,22 @@ from bright.twin.service import TwinService
 log = logging.getLogger("bright.api")
 
 
+class StripTrailingSlash:
+    """Route ``/ngsi-ld/v1/entities/`` like ``/ngsi-ld/v1/entities`` (clients use both forms)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = dict(scope)
+                scope["path"] = path.rstrip("/") or "/"
+                scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, service: TwinService | None = None) -> FastAPI:
     """Build the node's ASGI app.
 
@@ -49,6 +65,7 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
         ),
     )
     app.state.twin = service
+    app.add_middleware(StripTrailingSlash)
     app.state.settings = settings
 
     from bright.api import ngsild

@@ -29,6 +29,8 @@ NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 _CORE_URL_RE = re.compile(r"^https?://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v1\.(\d+))?\.jsonld$")
+# Mirrors of the core context elsewhere (same document, another host): answered the same way.
+_CORE_MIRROR_RE = re.compile(r"^https?://.+/ngsi-ld-core-context(-v1\.(\d+))?\.jsonld$")
 _ABSOLUTE_IRI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 BRIGHT_CONTEXT_URL = "https://w3id.org/bright/context.jsonld"
@@ -214,7 +216,7 @@ class ContextResolver:
         LdContextNotAvailable
             The URL is unknown offline and fetching is disabled or failed.
         """
-        m = _CORE_URL_RE.match(url)
+        m = _CORE_URL_RE.match(url) or _CORE_MIRROR_RE.match(url)
         if m:
             return core_context_document(int(m.group(2)) if m.group(2) else 9)
         if self.lookup is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from bright.twin.errors import BadRequestData
 
 NGSI = "https://uri.etsi.org/ngsi-ld/"
 ATTR_TYPES = (
+    "VocabProperty",
     "Property",
     "Relationship",
     "GeoProperty",
@@ -82,7 +83,27 @@ def parse_datetime(text: Any, what: str) -> str:
         raise BadRequestData(f"{what}: {text!r} is not an ISO-8601 date-time") from None
     if dt.tzinfo is None:
         raise BadRequestData(f"{what}: {text!r} has no time zone (use Z or an offset)")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_datetime(dt)
+
+
+def format_datetime(dt: datetime) -> str:
+    """UTC ISO-8601 with ``Z``; the fraction only when non-zero, without trailing zeros."""
+    dt = dt.astimezone(UTC)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        base += "." + f"{dt.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def is_null_instance(inst: dict[str, Any]) -> bool:
+    """True for an NGSI-LD Null instance (``urn:ngsi-ld:null`` as value/object/vocab/json/languageMap)."""
+    for key in ("value", "object", "vocab", "json"):
+        if inst.get(key) == NULL:
+            return True
+    lm = inst.get("languageMap")
+    if lm == NULL or (isinstance(lm, dict) and lm.get("@none") == NULL):
+        return True
+    return inst.get("valueList") == [NULL] or inst.get("objectList") == [NULL]
 
 
 def is_uri(text: Any) -> bool:
@@ -96,21 +117,28 @@ def check_entity_id(eid: Any) -> str:
     return str(eid)
 
 
+_FORBIDDEN_IN_IRI = re.compile(r"[<>\"'=;()\s\\]")
+
+
 def check_name(name: Any, what: str = "attribute name") -> str:
-    if not isinstance(name, str) or not name or _FORBIDDEN_NAME.search(name):
+    """Validate a term or an absolute IRI used as an attribute name or type (BadRequestData)."""
+    if isinstance(name, str) and _URI_RE.match(name) and not _FORBIDDEN_IN_IRI.search(name):
+        return name
+    if not isinstance(name, str) or not name or name.startswith("@") or _FORBIDDEN_NAME.search(name):
         raise BadRequestData(f"{what} {name!r} is not valid (characters <>\"'=;()&?/# and spaces are forbidden)")
     return name
 
 
-def _attr_type(raw_type: Any, ctx: ActiveContext, attr: str) -> str:
+def parse_attr_type(raw_type: Any, ctx: ActiveContext, attr: str) -> str:
+    """The attribute type named by ``raw_type`` (``Property``, ``ngsi-ld:Relationship``...)."""
     if not isinstance(raw_type, str):
         raise BadRequestData(f"attribute {attr!r}: type must be a string")
     t = raw_type
     if t not in ATTR_TYPES:
         iri = ctx.expand(t)
         t = iri[len(NGSI) :] if iri.startswith(NGSI) else iri
-        if t == "VocabProperty":
-            t = "VocabularyProperty"
+    if t == "VocabProperty":
+        t = "VocabularyProperty"
     if t not in ATTR_TYPES:
         raise BadRequestData(f"attribute {attr!r}: unknown attribute type {raw_type!r}")
     return t
@@ -206,21 +234,19 @@ def parse_instance(
         Accept ``"urn:ngsi-ld:null"`` / null values (merge-patch semantics: delete).
     """
     if raw is None:
-        if allow_null:
-            return {"type": "Property", "value": NULL, "createdAt": now, "modifiedAt": now}
-        raise BadRequestData(f"attribute {attr!r}: null is not a valid attribute")
+        raise BadRequestData(f"attribute {attr!r}: JSON null is not valid (use \"urn:ngsi-ld:null\" to delete)")
     if not isinstance(raw, dict) or (is_geometry(raw) and "value" not in raw):
         if is_geometry(raw):
             return {"type": "GeoProperty", "value": check_geometry(raw, attr), "createdAt": now, "modifiedAt": now}
         if isinstance(raw, list):
             raise BadRequestData(f"attribute {attr!r}: a list of instances is only allowed at the top level")
         return {"type": "Property", "value": _normalize_value(raw, attr), "createdAt": now, "modifiedAt": now}
-    t = _attr_type(raw["type"], ctx, attr) if "type" in raw else infer_type(raw)
+    t = parse_attr_type(raw["type"], ctx, attr) if "type" in raw else infer_type(raw)
     inst: dict[str, Any] = {"type": t}
     if t == "Property":
-        if "value" not in raw or (raw["value"] is None and not allow_null):
-            raise BadRequestData(f"attribute {attr!r}: a Property needs a value")
-        inst["value"] = NULL if raw["value"] is None else _normalize_value(raw["value"], attr)
+        if "value" not in raw or raw["value"] is None:
+            raise BadRequestData(f"attribute {attr!r}: a Property needs a non-null value")
+        inst["value"] = _normalize_value(raw["value"], attr)
     elif t == "GeoProperty":
         if "value" not in raw:
             raise BadRequestData(f"attribute {attr!r}: a GeoProperty needs a value")
@@ -320,6 +346,8 @@ def parse_types(raw: Any, ctx: ActiveContext) -> list[str]:
     out: list[str] = []
     for t in types:
         iri = ctx.expand(t)
+        if iri.startswith("@") or ":" not in iri:
+            raise BadRequestData(f"entity type {t!r} expands to {iri!r}, which is not an IRI")
         if iri not in out:
             out.append(iri)
     return out
@@ -388,8 +416,10 @@ class RenderOptions:
     fmt: str = "normalized"  # normalized | concise | keyValues
     sys_attrs: bool = False
     attrs: frozenset[str] | None = None  # expanded IRIs to keep
-    pick: frozenset[str] | None = None  # compact names (incl. id, type) to keep
-    omit: frozenset[str] | None = None
+    pick: dict[str, Any] | None = None  # projection tree over compact names (incl. id, type)
+    omit: dict[str, Any] | None = None
+    join: str | None = None  # inline | flat | None
+    join_level: int = 1
     lang: str | None = None
     dataset_ids: frozenset[str] | None = None  # '@none' for the default instance
 
@@ -416,14 +446,32 @@ def _compact_vocab(v: Any, ctx: ActiveContext) -> Any:
     return ctx.compact(v) if isinstance(v, str) else v
 
 
-def render_instance(inst: dict[str, Any], ctx: ActiveContext, opts: RenderOptions) -> Any:
-    """Render one stored instance in the requested format."""
+def render_instance(
+    inst: dict[str, Any],
+    ctx: ActiveContext,
+    opts: RenderOptions,
+    links: dict[str, dict[str, Any]] | None = None,
+    depth: int = 0,
+    sub_opts: RenderOptions | None = None,
+) -> Any:
+    """Render one stored instance in the requested format.
+
+    With ``links`` and ``depth > 0`` (``join=inline``), a Relationship carries the rendered
+    entity it points to (``entity`` member; in keyValues the entity replaces the object).
+    """
     t = inst["type"]
+    linked = None
+    if links is not None and depth > 0 and t == "Relationship" and isinstance(inst.get("object"), str):
+        target = links.get(inst["object"])
+        if target is not None:
+            linked = render_entity(target, ctx, sub_opts or opts, links, depth - 1)
     if opts.fmt == "keyValues":
+        if linked is not None:
+            return linked
         if t == "LanguageProperty" and opts.lang:
             return _pick_lang(inst.get("languageMap") or {}, opts.lang)[1]
         return _simple_value(inst, ctx)
-    out: dict[str, Any] = {} if opts.fmt == "concise" else {"type": t}
+    out: dict[str, Any] = {} if opts.fmt == "concise" else {"type": "VocabProperty" if t == "VocabularyProperty" else t}
     if t == "LanguageProperty" and opts.lang:
         lang, val = _pick_lang(inst.get("languageMap") or {}, opts.lang)
         if opts.fmt != "concise":
@@ -449,6 +497,8 @@ def render_instance(inst: dict[str, Any], ctx: ActiveContext, opts: RenderOption
         if key in INSTANCE_KEYS:
             continue
         out[ctx.compact(key)] = render_instance(sub, ctx, opts)
+    if linked is not None:
+        out["entity"] = linked
     if opts.fmt == "concise" and t in ("Property",) and set(out) == {"value"} and not isinstance(out["value"], dict):
         return out["value"]
     return out
@@ -471,8 +521,19 @@ def _simple_value(inst: dict[str, Any], ctx: ActiveContext) -> Any:
     return inst.get("value")
 
 
-def render_entity(doc: dict[str, Any], ctx: ActiveContext, opts: RenderOptions) -> dict[str, Any]:
-    """Render a stored entity with the requester's @context and options."""
+def render_entity(
+    doc: dict[str, Any],
+    ctx: ActiveContext,
+    opts: RenderOptions,
+    links: dict[str, dict[str, Any]] | None = None,
+    depth: int | None = None,
+) -> dict[str, Any]:
+    """Render a stored entity with the requester's @context and options.
+
+    ``links`` maps entity ids to documents for ``join=inline`` up to ``depth`` levels.
+    """
+    if depth is None:
+        depth = opts.join_level if opts.join == "inline" else 0
     out: dict[str, Any] = {"id": doc["id"]}
     types = [ctx.compact(t) for t in doc.get("type", [])]
     out["type"] = types[0] if len(types) == 1 else types
@@ -491,12 +552,39 @@ def render_entity(doc: dict[str, Any], ctx: ActiveContext, opts: RenderOptions) 
         if not chosen:
             continue
         name = ctx.compact(iri)
-        rendered = [render_instance(i, ctx, opts) for i in chosen]
+        if opts.pick is not None and name not in opts.pick:
+            continue
+        if opts.omit is not None and name in opts.omit and opts.omit[name] is None:
+            continue
+        sub = _sub_options(opts, name)
+        rendered = [render_instance(i, ctx, opts, links, depth, sub) for i in chosen]
         out[name] = rendered[0] if len(rendered) == 1 else rendered
-    if opts.pick is not None:
-        out = {k: v for k, v in out.items() if k in opts.pick}
-    if opts.omit is not None:
-        out = {k: v for k, v in out.items() if k not in opts.omit}
+    for key in ("id", "type", "scope", "createdAt", "modifiedAt"):
+        if key in out and (
+            (opts.pick is not None and key not in opts.pick) or (opts.omit is not None and key in opts.omit)
+        ):
+            del out[key]
+    return out
+
+
+def _sub_options(opts: RenderOptions, name: str) -> RenderOptions | None:
+    """Options for the entity linked by attribute ``name`` (nested pick/omit)."""
+    if opts.pick is None and opts.omit is None:
+        return None
+    pick = opts.pick.get(name) if opts.pick is not None else None
+    omit = opts.omit.get(name) if opts.omit is not None else None
+    return replace(opts, pick=pick, omit=omit)
+
+
+def linked_ids(docs: Iterable[dict[str, Any]]) -> list[str]:
+    """Object ids of every single-object Relationship in ``docs`` (for joins), in order."""
+    out: list[str] = []
+    for d in docs:
+        for instances in d.get("attrs", {}).values():
+            for inst in instances:
+                obj = inst.get("object") if inst.get("type") == "Relationship" else None
+                if isinstance(obj, str) and obj not in out:
+                    out.append(obj)
     return out
 
 

@@ -56,7 +56,20 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias, cast
 
-from sqlalchemy import ColumnElement, Text, and_, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    and_,
+    any_,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -64,6 +77,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from bright.twin.schema import attr_index, entities, entity_scopes, entity_types
 
 __all__ = [
+    "DRIVE_LIMIT",
     "METADATA_NAMES",
     "And",
     "AttributePath",
@@ -83,6 +97,7 @@ __all__ = [
     "ValueList",
     "index_rows",
     "install_sqlite_functions",
+    "iter_terms",
     "matches",
     "parse_q",
     "parse_scope_query",
@@ -1024,12 +1039,102 @@ def _match_condition(op: Operator, operand: Operand, expand: Expand) -> ColumnEl
     return _order_condition(op, operand)
 
 
-def q_filter(node: QNode, expand: Expand, *, entity_pk: Any = None) -> ColumnElement[bool]:
+DRIVE_LIMIT = 1000
+"""A term matching fewer ``attr_index`` / ``entity_types`` rows than this drives the query."""
+
+
+def _member(pk: Any, selection: Select[Any], connection: Connection) -> ColumnElement[bool]:
+    """``pk`` in a (small) set computed once: the database starts from that set."""
+    if connection.dialect.name == "postgresql":
+        # ANY(ARRAY(...)) is an init-plan: PostgreSQL computes the set first, then probes the pk.
+        return cast(ColumnElement[bool], pk == any_(func.array(selection.scalar_subquery())))
+    return cast(ColumnElement[bool], pk.in_(selection))
+
+
+def _per_entity(selection: Select[Any], connection: Connection | None) -> ColumnElement[bool]:
+    """EXISTS evaluated entity by entity (after a probe chose the driving term).
+
+    On PostgreSQL ``OFFSET 0`` keeps the sub-query a per-row sub-plan instead of a semi-join
+    whose row estimate (attr_index statistics mix every attribute) is often far off.
+    """
+    if connection is not None and connection.dialect.name == "postgresql":
+        selection = selection.offset(0)
+    return selection.exists()
+
+
+def _probe(connection: Connection, selection: Select[Any], limit: int) -> int:
+    """How many rows ``selection`` has, counting no further than ``limit`` (an index range scan)."""
+    capped = selection.with_only_columns(literal(1)).limit(limit).subquery()
+    return int(connection.execute(select(func.count()).select_from(capped)).scalar_one())
+
+
+def _drive(
+    conjuncts: Sequence[Any],
+    selection: Callable[[Any], tuple[Select[Any], Select[Any]] | None],
+    connection: Connection | None,
+    limit: int,
+) -> tuple[int, Select[Any]] | None:
+    """The most selective conjunct under ``limit`` rows, with its exact row selection, if any.
+
+    ``selection(term)`` gives (probe, exact): the probe may over-count (it only uses indexed
+    columns, so the count is an index-only range scan); the exact selection drives the query.
+    """
+    if connection is None:
+        return None
+    best: tuple[int, int, Select[Any]] | None = None
+    for index, term in enumerate(conjuncts):
+        chosen = selection(term)
+        if chosen is None:
+            continue
+        count = _probe(connection, chosen[0], limit)
+        if count < limit and (best is None or count < best[0]):
+            best = (count, index, chosen[1])
+        if count == 0:
+            break
+    return None if best is None else (best[1], best[2])
+
+
+def _index_condition(op: Operator, operand: Operand, expand: Expand) -> ColumnElement[bool]:
+    """A superset of :func:`_match_condition` on the indexed columns only (num or txt)."""
+    if isinstance(operand, Range):
+        column = _ai.num if operand.low.kind == "n" else _ai.txt
+        return and_(column >= operand.low.value, column <= operand.high.value)
+    if isinstance(operand, Value) and op in _ORDERING:
+        if operand.kind == "n":
+            return _compare(_ai.num, op, operand.value)
+        return _compare(_ai.txt, op, operand.value)
+    values = operand.values if isinstance(operand, ValueList) else (cast(Value, operand),)
+    numbers = {
+        (1.0 if v.value else 0.0) if v.kind == "b" else v.value for v in values if v.kind in ("n", "b")
+    }
+    texts = {v.value for v in values if v.kind in ("s", "d", "t", "u")}
+    texts |= {expand(cast(str, v.value)) for v in values if v.kind == "u"}
+    parts = []
+    if numbers:
+        parts.append(_ai.num.in_(sorted(numbers)))  # type: ignore[type-var]
+    if texts:
+        parts.append(_ai.txt.in_(sorted(cast(set[str], texts))))
+    return or_(*parts) if len(parts) > 1 else parts[0]
+
+
+def q_filter(
+    node: QNode,
+    expand: Expand,
+    *,
+    entity_pk: Any = None,
+    connection: Connection | None = None,
+    drive_limit: int = DRIVE_LIMIT,
+) -> ColumnElement[bool]:
     """Compile a ``q`` AST to a boolean SQL expression over ``entities``.
 
-    Every term becomes ``EXISTS (SELECT 1 FROM attr_index WHERE entity_pk = <pk> AND attr = :a AND
-    path = :p AND <leaf condition>)``, which the (attr, path, num) / (attr, path, txt) and
-    (entity_pk, attr) indexes serve; ``!=`` and ``!~=`` add ``NOT EXISTS``.
+    Every term becomes ``EXISTS (SELECT entity_pk FROM attr_index WHERE entity_pk = <pk> AND
+    attr = :a AND path = :p AND <leaf condition>)``, served by the (entity_pk, attr) index; ``!=``
+    and ``!~=`` add ``NOT EXISTS``. Correlated EXISTS are fast when many entities match (the page
+    fills after a few probes) and slow when few do (every entity is probed). With a
+    ``connection``, each positive top-level conjunct (not a regular expression) is first counted
+    on the (attr, path, num|txt) index up to ``drive_limit`` rows; the most selective one under
+    the limit is compiled as ``pk IN (SELECT entity_pk ...)`` (``pk = ANY(ARRAY(...))`` on
+    PostgreSQL) so that the database starts from its few rows. Both forms select the same rows.
 
     Parameters
     ----------
@@ -1039,6 +1144,10 @@ def q_filter(node: QNode, expand: Expand, *, entity_pk: Any = None) -> ColumnEle
         Term to IRI with the active @context (attribute names, sub-attributes, URI/term values).
     entity_pk : column, optional
         The entity key to correlate with (default ``entities.c.pk``; pass an alias's column).
+    connection : Connection, optional
+        Enables the selectivity probe (one capped count per candidate term).
+    drive_limit : int, optional
+        Rows under which a term drives the query (default :data:`DRIVE_LIMIT`).
 
     Returns
     -------
@@ -1048,11 +1157,11 @@ def q_filter(node: QNode, expand: Expand, *, entity_pk: Any = None) -> ColumnEle
     """
     pk = entities.c.pk if entity_pk is None else entity_pk
 
+    def selection(attr: str, path: str, *conditions: ColumnElement[bool]) -> Select[Any]:
+        return select(_ai.entity_pk).where(_ai.attr == attr, _ai.path == path, *conditions)
+
     def rows(attr: str, path: str, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-        sub = select(_ai.entity_pk).where(
-            _ai.entity_pk == pk, _ai.attr == attr, _ai.path == path, *conditions
-        )
-        return sub.exists()
+        return _per_entity(selection(attr, path, *conditions).where(_ai.entity_pk == pk), connection)
 
     def build(n: QNode) -> ColumnElement[bool]:
         if isinstance(n, And):
@@ -1069,7 +1178,25 @@ def q_filter(node: QNode, expand: Expand, *, entity_pk: Any = None) -> ColumnEle
             return and_(rows(attr, path, _ai.kind == "s"), not_(rows(attr, path, condition)))
         return rows(attr, path, condition)
 
-    return build(node)
+    def driving_rows(n: Any) -> tuple[Select[Any], Select[Any]] | None:
+        if isinstance(n, Exists):
+            exact = selection(*resolve_attribute(n.path, expand))
+            return exact, exact
+        if isinstance(n, Comparison) and n.op not in ("!=", "~=", "!~="):
+            attr, path = resolve_attribute(n.path, expand)
+            probe = selection(attr, path, _index_condition(n.op, n.operand, expand))
+            return probe, selection(attr, path, _match_condition(n.op, n.operand, expand))
+        return None
+
+    conjuncts: Sequence[QNode] = cast(Sequence[QNode], node.items) if isinstance(node, And) else (node,)
+    driver = _drive(conjuncts, driving_rows, connection, drive_limit)
+    if driver is None or connection is None:
+        return build(node)
+    parts = [
+        _member(pk, driver[1], connection) if i == driver[0] else build(term)
+        for i, term in enumerate(conjuncts)
+    ]
+    return and_(*parts) if len(parts) > 1 else parts[0]
 
 
 def scope_filter(node: ScopeNode, *, entity_pk: Any = None) -> ColumnElement[bool]:
@@ -1128,7 +1255,14 @@ def _scope_regex(segments: tuple[str, ...]) -> str:
     return "^" + "".join(parts) + "$"
 
 
-def type_filter(node: TypeNode, expand: Expand, *, entity_pk: Any = None) -> ColumnElement[bool]:
+def type_filter(
+    node: TypeNode,
+    expand: Expand,
+    *,
+    entity_pk: Any = None,
+    connection: Connection | None = None,
+    drive_limit: int = DRIVE_LIMIT,
+) -> ColumnElement[bool]:
     """Compile a type expression to a boolean SQL expression (EXISTS on ``entity_types``).
 
     Parameters
@@ -1139,24 +1273,52 @@ def type_filter(node: TypeNode, expand: Expand, *, entity_pk: Any = None) -> Col
         Type name to IRI with the active @context.
     entity_pk : column, optional
         The entity key to correlate with (default ``entities.c.pk``).
+    connection : Connection, optional
+        Enables the selectivity probe: a type (or ``,``/``|`` list of types) held by fewer than
+        ``drive_limit`` entities is compiled as ``pk IN (...)`` so that the query starts from
+        them (see :func:`q_filter`).
+    drive_limit : int, optional
+        Default :data:`DRIVE_LIMIT`.
     """
     pk = entities.c.pk if entity_pk is None else entity_pk
+    column = entity_types.c.type
+
+    def selection(types: list[str]) -> Select[Any]:
+        condition = column == types[0] if len(types) == 1 else column.in_(sorted(set(types)))
+        return select(entity_types.c.entity_pk).where(condition)
 
     def has(types: list[str]) -> ColumnElement[bool]:
-        column = entity_types.c.type
-        condition = column == types[0] if len(types) == 1 else column.in_(sorted(set(types)))
-        return select(entity_types.c.entity_pk).where(entity_types.c.entity_pk == pk, condition).exists()
+        return _per_entity(selection(types).where(entity_types.c.entity_pk == pk), connection)
+
+    def names(n: TypeNode) -> list[str] | None:
+        if isinstance(n, TypeName):
+            return [expand(n.name)]
+        if isinstance(n, Or) and all(isinstance(i, TypeName) for i in n.items):
+            return [expand(cast(TypeName, i).name) for i in n.items]
+        return None
 
     def build(n: TypeNode) -> ColumnElement[bool]:
-        if isinstance(n, TypeName):
-            return has([expand(n.name)])
+        if (plain := names(n)) is not None:
+            return has(plain)
         if isinstance(n, Or):
-            names = [expand(i.name) for i in n.items if isinstance(i, TypeName)]
+            listed = [expand(i.name) for i in n.items if isinstance(i, TypeName)]
             rest = [build(cast(TypeNode, i)) for i in n.items if not isinstance(i, TypeName)]
-            return or_(*([has(names)] if names else []), *rest)
-        return and_(*(build(cast(TypeNode, i)) for i in n.items))
+            return or_(*([has(listed)] if listed else []), *rest)
+        return and_(*(build(cast(TypeNode, i)) for i in cast(And, n).items))
 
-    return build(node)
+    def driving_rows(n: Any) -> tuple[Select[Any], Select[Any]] | None:
+        plain = names(n)
+        return None if plain is None else (selection(plain), selection(plain))
+
+    conjuncts: Sequence[TypeNode] = cast(Sequence[TypeNode], node.items) if isinstance(node, And) else (node,)
+    driver = _drive(conjuncts, driving_rows, connection, drive_limit)
+    if driver is None or connection is None:
+        return build(node)
+    parts = [
+        _member(pk, driver[1], connection) if i == driver[0] else build(term)
+        for i, term in enumerate(conjuncts)
+    ]
+    return and_(*parts) if len(parts) > 1 else parts[0]
 
 
 @lru_cache(maxsize=256)

@@ -21,10 +21,13 @@ from bright.twin.entities import (
     ENTITY_KEYS,
     INSTANCE_KEYS,
     NULL,
+    is_null_instance,
+    linked_ids,
     check_entity_id,
     check_name,
     merge_instances,
     now_iso,
+    parse_attr_type,
     parse_attribute,
     parse_attributes,
     parse_entity,
@@ -43,6 +46,8 @@ from bright.twin.jsonld_store import ContextStore
 from bright.twin.store import EntityQuery, TwinStore
 
 MAX_LIMIT = 1000
+ORDER_BY_MAX = 10_000
+_VALUE_KEYS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
 Validator = Callable[[dict[str, Any]], None]
 
 
@@ -138,9 +143,17 @@ class TwinService:
         types = parse_types(body["type"], ctx) if "type" in body else None
         result: dict[str, Any] = {"updated": [], "notUpdated": []}
 
+        scope = parse_scope(body["scope"]) if "scope" in body else None
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             doc = copy.deepcopy(doc)
-            _append(doc, attrs, ctx, result, no_overwrite=no_overwrite)
+            _append(doc, attrs, result, no_overwrite=no_overwrite)
+            if scope is not None:
+                if no_overwrite:
+                    doc["scope"] = list(dict.fromkeys((doc.get("scope") or []) + scope))
+                else:
+                    doc["scope"] = scope
+                result["updated"].append("scope")
             if types:
                 doc["type"] = list(dict.fromkeys(doc["type"] + types))
             doc["modifiedAt"] = now
@@ -151,28 +164,27 @@ class TwinService:
         return result
 
     def update_attributes(self, tenant: str, eid: str, body: dict[str, Any], ctx: ActiveContext) -> dict[str, Any]:
+        """PATCH /entities/{id}/attrs: overwrite or add the given attributes; NGSI-LD Null deletes."""
         check_entity_id(eid)
+        if "id" in body and body["id"] != eid:
+            raise BadRequestData(f"the body's id {body['id']!r} differs from the URL's {eid!r}")
         now = now_iso()
-        attrs = parse_attributes(body, ctx, now)
+        attrs = parse_attributes(body, ctx, now, allow_null=True)
+        types = parse_types(body["type"], ctx) if "type" in body else None
+        scope = parse_scope(body["scope"]) if "scope" in body else None
         result: dict[str, Any] = {"updated": [], "notUpdated": []}
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             doc = copy.deepcopy(doc)
-            for iri, instances in attrs.items():
-                name = ctx.compact(iri)
-                old = doc["attrs"].get(iri)
-                if old is None:
-                    result["notUpdated"].append({"attributeName": name, "reason": "attribute does not exist"})
-                    continue
-                known = {i.get("datasetId") for i in old}
-                missing = [i for i in instances if i.get("datasetId") not in known]
-                if missing:
-                    result["notUpdated"].append(
-                        {"attributeName": name, "reason": f"no instance with datasetId {missing[0].get('datasetId')}"}
-                    )
-                    continue
-                doc["attrs"][iri] = merge_instances(old, instances)
-                result["updated"].append(name)
+            _append(doc, attrs, result, no_overwrite=False)
+            if types:
+                doc["type"] = list(dict.fromkeys(doc["type"] + types))
+            if scope is not None:
+                if doc.get("scope"):
+                    doc["scope"] = scope
+                    result["updated"].append("scope")
+                else:
+                    result["notUpdated"].append({"attributeName": "scope", "reason": "the entity has no scope to update"})
             doc["modifiedAt"] = now
             self._validate(doc)
             return doc
@@ -199,12 +211,28 @@ class TwinService:
             target = next((i for i in insts if i.get("datasetId") == ds), None)
             if target is None:
                 raise ResourceNotFound(f"attribute {attr} of {eid} has no instance with datasetId {ds}")
-            frag = dict(body)
-            if "type" not in frag:
-                frag["type"] = target["type"]
+            frag = {k: v for k, v in body.items() if k != "@context"}
+            if "type" in frag:
+                given = parse_attr_type(frag["type"], ctx, attr)
+                if given != target["type"]:
+                    raise BadRequestData(
+                        f"attribute {attr}: the fragment's type {frag['type']} differs from the attribute's "
+                        f"type {target['type']}"
+                    )
+            frag["type"] = target["type"]
+            for key in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList"):
+                if key in target and not any(k in frag for k in _VALUE_KEYS):
+                    frag[key] = target[key]
             parsed = parse_instance(frag, ctx, attr, now, allow_null=True)
-            merged = _merge_instance(target, parsed, body, ctx, now)
-            doc["attrs"][iri] = [merged if i is target else i for i in insts]
+            if is_null_instance(parsed):
+                rest = [i for i in insts if i is not target]
+                if rest:
+                    doc["attrs"][iri] = rest
+                else:
+                    del doc["attrs"][iri]
+            else:
+                merged = _merge_instance(target, parsed, frag, ctx, now)
+                doc["attrs"][iri] = [merged if i is target else i for i in insts]
             doc["modifiedAt"] = now
             self._validate(doc)
             return doc
@@ -216,6 +244,8 @@ class TwinService:
         check_name(attr)
         iri = ctx.expand(attr)
         now = now_iso()
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "@context"}
         instances = parse_attribute(body, ctx, attr, now)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +276,12 @@ class TwinService:
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             doc = copy.deepcopy(doc)
+            if attr == "scope" and iri not in doc["attrs"]:
+                if not doc.get("scope"):
+                    raise ResourceNotFound(f"entity {eid} has no scope")
+                del doc["scope"]
+                doc["modifiedAt"] = now
+                return doc
             insts = doc["attrs"].get(iri)
             if not insts:
                 raise ResourceNotFound(f"entity {eid} has no attribute {attr}")
@@ -265,31 +301,53 @@ class TwinService:
         self.store.modify(tenant, eid, change)
 
     # --- batches -------------------------------------------------------------------------------
-    def _parse_batch(
-        self, body: list[Any], ctx: ActiveContext, now: str, **kw: Any
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
-        docs: list[dict[str, Any]] = []
-        raws: list[Any] = []
+    def _items(
+        self, body: list[Any], ctx: ActiveContext, contexts: list[Any] | None
+    ) -> tuple[list[tuple[Any, ActiveContext]], list[dict[str, Any]]]:
+        """Pair each batch item with its @context; items whose context failed become errors."""
+        items: list[tuple[Any, ActiveContext]] = []
         errors: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for raw in body:
+        for i, raw in enumerate(body):
+            c = contexts[i] if contexts is not None else ctx
+            if isinstance(c, NgsiLdError):
+                eid = raw.get("id") if isinstance(raw, dict) else None
+                errors.append({"entityId": str(eid), "error": c.problem()})
+            else:
+                items.append((raw, c))
+        return items, errors
+
+    def _parse_batch(
+        self, items: list[tuple[Any, ActiveContext]], now: str, *, require_type: bool = True, dedupe: bool = False
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        docs: dict[str, dict[str, Any]] = {}
+        errors: list[dict[str, Any]] = []
+        for raw, c in items:
             eid = raw.get("id") if isinstance(raw, dict) else None
             try:
-                doc = parse_entity(raw, ctx, now, **kw)
-                if kw.get("require_type", True):
+                if isinstance(raw, dict) and "@context" in raw:
+                    raw = {k: v for k, v in raw.items() if k != "@context"}
+                doc = parse_entity(raw, c, now, require_type=require_type)
+                if require_type:
                     self._validate(doc)
-                if doc["id"] in seen:
-                    raise BadRequestData(f"entity {doc['id']} appears twice in the batch")
+                if doc["id"] in docs:
+                    if not dedupe:
+                        raise BadRequestData(f"entity {doc['id']} appears twice in the batch")
+                    prev = docs[doc["id"]]
+                    _append(prev, doc["attrs"], {"updated": [], "notUpdated": []}, no_overwrite=False)
+                    prev["type"] = list(dict.fromkeys(prev["type"] + doc["type"]))
+                    continue
             except NgsiLdError as err:
                 errors.append({"entityId": eid if isinstance(eid, str) else str(eid), "error": err.problem()})
                 continue
-            seen.add(doc["id"])
-            docs.append(doc)
-            raws.append(raw)
-        return docs, errors, raws
+            docs[doc["id"]] = doc
+        return list(docs.values()), errors
 
-    def batch_create(self, tenant: str, body: list[Any], ctx: ActiveContext) -> dict[str, Any]:
-        docs, errors, _ = self._parse_batch(body, ctx, now_iso())
+    def batch_create(
+        self, tenant: str, body: list[Any], ctx: ActiveContext, *, contexts: list[Any] | None = None
+    ) -> dict[str, Any]:
+        items, errors = self._items(body, ctx, contexts)
+        docs, errs = self._parse_batch(items, now_iso())
+        errors += errs
         existing = self.store.get_many(tenant, [d["id"] for d in docs])
         new = [d for d in docs if d["id"] not in existing]
         for d in docs:
@@ -300,13 +358,23 @@ class TwinService:
         self.store.write_batch(tenant, new, merge=None)
         return {"success": [d["id"] for d in new], "errors": errors}
 
-    def batch_upsert(self, tenant: str, body: list[Any], ctx: ActiveContext, *, replace: bool = True) -> dict[str, Any]:
+    def batch_upsert(
+        self,
+        tenant: str,
+        body: list[Any],
+        ctx: ActiveContext,
+        *,
+        replace: bool = True,
+        contexts: list[Any] | None = None,
+    ) -> dict[str, Any]:
         now = now_iso()
-        docs, errors, _ = self._parse_batch(body, ctx, now)
+        items, errors = self._items(body, ctx, contexts)
+        docs, errs = self._parse_batch(items, now, dedupe=True)
+        errors += errs
 
         def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             doc = copy.deepcopy(old)
-            _append(doc, new["attrs"], ctx, {"updated": [], "notUpdated": []}, no_overwrite=False)
+            _append(doc, new["attrs"], {"updated": [], "notUpdated": []}, no_overwrite=False)
             doc["type"] = list(dict.fromkeys(doc["type"] + new["type"]))
             doc["modifiedAt"] = now
             return doc
@@ -315,10 +383,18 @@ class TwinService:
         return {"success": [d["id"] for d in docs], "errors": errors, "created": created}
 
     def batch_update(
-        self, tenant: str, body: list[Any], ctx: ActiveContext, *, no_overwrite: bool = False
+        self,
+        tenant: str,
+        body: list[Any],
+        ctx: ActiveContext,
+        *,
+        no_overwrite: bool = False,
+        contexts: list[Any] | None = None,
     ) -> dict[str, Any]:
         now = now_iso()
-        docs, errors, _ = self._parse_batch(body, ctx, now, require_type=False)
+        items, errors = self._items(body, ctx, contexts)
+        docs, errs = self._parse_batch(items, now, require_type=False)
+        errors += errs
         existing = self.store.get_many(tenant, [d["id"] for d in docs])
         ok: list[dict[str, Any]] = []
         for d in docs:
@@ -326,35 +402,49 @@ class TwinService:
                 errors.append({"entityId": d["id"], "error": ResourceNotFound(f"entity {d['id']} not found").problem()})
             else:
                 ok.append(d)
+        partial: dict[str, list[Any]] = {}
 
         def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             doc = copy.deepcopy(old)
-            _append(doc, new["attrs"], ctx, {"updated": [], "notUpdated": []}, no_overwrite=no_overwrite)
+            result: dict[str, Any] = {"updated": [], "notUpdated": []}
+            _append(doc, new["attrs"], result, no_overwrite=no_overwrite)
+            if result["notUpdated"]:
+                partial[new["id"]] = result["notUpdated"]
             doc["type"] = list(dict.fromkeys(doc["type"] + new["type"]))
             doc["modifiedAt"] = now
             return doc
 
         self.store.write_batch(tenant, ok, merge=merge)
-        return {"success": [d["id"] for d in ok], "errors": errors}
+        for eid, not_updated in partial.items():
+            names = ", ".join(n["attributeName"] for n in not_updated)
+            errors.append(
+                {
+                    "entityId": eid,
+                    "error": BadRequestData(f"attributes not updated: {names}", notUpdated=not_updated).problem(),
+                }
+            )
+        return {"success": [d["id"] for d in ok if d["id"] not in partial], "errors": errors}
 
-    def batch_merge(self, tenant: str, body: list[Any], ctx: ActiveContext) -> dict[str, Any]:
+    def batch_merge(
+        self, tenant: str, body: list[Any], ctx: ActiveContext, *, contexts: list[Any] | None = None
+    ) -> dict[str, Any]:
         now = now_iso()
-        errors: list[dict[str, Any]] = []
-        frags: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for raw in body:
+        items, errors = self._items(body, ctx, contexts)
+        frags: list[dict[str, Any]] = []
+        for raw, c in items:
             eid = raw.get("id") if isinstance(raw, dict) else None
             try:
                 if not isinstance(raw, dict):
                     raise BadRequestData("a batch item must be a JSON object")
                 check_entity_id(eid)
-                attrs = parse_attributes(raw, ctx, now, allow_null=True)
-                types = parse_types(raw["type"], ctx) if "type" in raw else []
-                frags.append(({"id": eid, "type": types, "attrs": attrs, "createdAt": now, "modifiedAt": now}, raw))
+                attrs = parse_attributes(raw, c, now, allow_null=True)
+                types = parse_types(raw["type"], c) if "type" in raw else []
+                frags.append({"id": eid, "type": types, "attrs": attrs, "createdAt": now, "modifiedAt": now})
             except NgsiLdError as err:
                 errors.append({"entityId": str(eid), "error": err.problem()})
-        existing = self.store.get_many(tenant, [f["id"] for f, _ in frags])
+        existing = self.store.get_many(tenant, [f["id"] for f in frags])
         ok = []
-        for f, raw in frags:
+        for f in frags:
             if f["id"] not in existing:
                 errors.append({"entityId": f["id"], "error": ResourceNotFound(f"entity {f['id']} not found").problem()})
             else:
@@ -371,7 +461,10 @@ class TwinService:
         ids: list[str] = []
         for eid in body:
             try:
-                ids.append(check_entity_id(eid))
+                check_entity_id(eid)
+                if eid in ids:
+                    raise BadRequestData(f"entity {eid} appears twice in the batch")
+                ids.append(eid)
             except NgsiLdError as err:
                 errors.append({"entityId": str(eid), "error": err.problem()})
         found = self.store.delete_many(tenant, ids)
@@ -380,8 +473,23 @@ class TwinService:
                 errors.append({"entityId": eid, "error": ResourceNotFound(f"entity {eid} not found").problem()})
         return {"success": [e for e in ids if e in found], "errors": errors}
 
+    def linked(self, tenant: str, docs: list[dict[str, Any]], level: int) -> dict[str, dict[str, Any]]:
+        """Entities reachable from ``docs`` through Relationships, up to ``level`` hops (joins)."""
+        found: dict[str, dict[str, Any]] = {}
+        frontier = docs
+        for _ in range(level):
+            wanted = [i for i in linked_ids(frontier) if i not in found]
+            if not wanted:
+                break
+            batch = self.store.get_many(tenant, wanted)
+            found.update({i: batch[i] for i in wanted if i in batch})
+            frontier = [batch[i] for i in wanted if i in batch]
+        return found
+
     # --- queries -------------------------------------------------------------------------------
-    def build_query(self, params: Mapping[str, Any], ctx: ActiveContext, *, require_filter: bool = True) -> EntityQuery:
+    def build_query(
+        self, params: Mapping[str, Any], ctx: ActiveContext, *, require_filter: bool = True, by_id_ok: bool = False
+    ) -> EntityQuery:
         """Turn query parameters (``type``, ``id``, ``idPattern``, ``q``, ``scopeQ``, ``attrs``,
         geo-query, ``limit``, ``offset``) into an :class:`EntityQuery`."""
 
@@ -413,6 +521,8 @@ class TwinService:
         if attrs:
             names = [a.strip() for a in attrs.split(",")]
             for n in names:
+                if n in ENTITY_KEYS:
+                    raise BadRequestData(f"attrs: {n!r} is an entity member, not an attribute name")
                 check_name(n)
             eq.attrs = [ctx.expand(a) for a in names]
         georel = get("georel")
@@ -431,9 +541,10 @@ class TwinService:
         if (
             require_filter
             and not local
-            and not any((eq.ids, eq.id_pattern, eq.type_query, eq.q, eq.attrs, eq.geo, eq.scope_q))
+            and not any((eq.type_query, eq.q, eq.attrs, eq.geo, eq.scope_q))
+            and not (by_id_ok and (eq.ids or eq.id_pattern))
         ):
-            raise BadRequestData("a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query")
+            raise BadRequestData("a query needs at least one of type, attrs, q, scopeQ or a geo-query (or local=true)")
         return eq
 
     def query_from_params(
@@ -443,7 +554,17 @@ class TwinService:
             raise ResourceNotFound(f"tenant {tenant!r} not found")
         eq = self.build_query(params, ctx)
         count = str(params.get("count", "false")).lower() == "true"
-        return self.store.query(tenant, eq, count=count)
+        order = params.get("orderBy")
+        if not order:
+            return self.store.query(tenant, eq, count=count)
+        keys = parse_order_by(str(order), ctx)
+        limit, offset = eq.limit, eq.offset
+        eq.limit, eq.offset = ORDER_BY_MAX + 1, 0
+        docs, _ = self.store.query(tenant, eq)
+        if len(docs) > ORDER_BY_MAX:
+            raise TooManyResults(f"orderBy sorts at most {ORDER_BY_MAX} matching entities; narrow the query")
+        docs = order_docs(docs, keys)
+        return docs[offset : offset + limit], (len(docs) if count else None)
 
     def query_from_body(
         self, tenant: str, body: dict[str, Any], params: Mapping[str, Any], ctx: ActiveContext
@@ -495,11 +616,38 @@ class TwinService:
                 flat[key] = params[key]
         return self.query_from_params(tenant, flat, ctx)
 
-    def purge_from_params(self, tenant: str, params: Mapping[str, Any], ctx: ActiveContext) -> int:
+    def purge_from_params(
+        self,
+        tenant: str,
+        params: Mapping[str, Any],
+        ctx: ActiveContext,
+        *,
+        keep: list[str] | None = None,
+        drop: list[str] | None = None,
+    ) -> int:
+        """DELETE /entities: delete the matching entities, or only drop (or keep) some attributes."""
         if not self.store.tenant_exists(tenant):
             raise ResourceNotFound(f"tenant {tenant!r} not found")
-        eq = self.build_query(params, ctx)
-        return self.store.delete_matching(tenant, eq)
+        eq = self.build_query({k: v for k, v in params.items() if k not in ("keep", "drop")}, ctx, by_id_ok=True)
+        if keep is None and drop is None:
+            n = self.store.delete_matching(tenant, eq)
+        else:
+            names = {ctx.expand(a) for a in (keep or drop or [])}
+            eq.limit, eq.offset = 10**9, 0
+            docs, _ = self.store.query(tenant, eq)
+            now = now_iso()
+            changed = []
+            for d in docs:
+                attrs = {
+                    k: v for k, v in d["attrs"].items() if (k in names if keep is not None else k not in names)
+                }
+                if attrs != d["attrs"]:
+                    changed.append({**d, "attrs": attrs, "modifiedAt": now})
+            self.store.write_batch(tenant, changed, merge=lambda old, new: new)
+            n = len(docs)
+        if n == 0:
+            raise ResourceNotFound("no entity matches the purge request")
+        return n
 
     # --- discovery ------------------------------------------------------------------------------
     def types(self, tenant: str, ctx: ActiveContext, *, details: bool = False) -> Any:
@@ -569,6 +717,62 @@ class TwinService:
         }
 
 
+def parse_order_by(text: str, ctx: ActiveContext) -> list[tuple[list[str], bool]]:
+    """``orderBy``: comma-separated members (``id``, ``type``, ``createdAt``, ``attr``, ``attr.sub``,
+    ``attr.observedAt``), each optionally ``;asc`` or ``;desc``. Returns (path, descending) pairs,
+    the first path element expanded to its IRI (or kept for entity members)."""
+    keys: list[tuple[list[str], bool]] = []
+    for part in text.split(","):
+        term, _, direction = part.strip().partition(";")
+        if not term or direction not in ("", "asc", "desc"):
+            raise BadRequestData(f"orderBy: {part!r} is not 'member' or 'member;asc|desc'")
+        path = term.split(".")
+        if path[0] not in ("id", "type", "createdAt", "modifiedAt"):
+            path = [ctx.expand(path[0])] + [p if p in ENTITY_KEYS or p == "observedAt" else ctx.expand(p) for p in path[1:]]
+        keys.append((path, direction == "desc"))
+    return keys
+
+
+def _order_value(doc: dict[str, Any], path: list[str]) -> Any:
+    if path[0] == "id":
+        return doc["id"]
+    if path[0] == "type":
+        return doc["type"][0] if doc["type"] else None
+    if path[0] in ("createdAt", "modifiedAt"):
+        return doc.get(path[0])
+    insts = doc.get("attrs", {}).get(path[0])
+    if not insts:
+        return None
+    node: Any = insts[0]
+    for p in path[1:]:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    if isinstance(node, dict):
+        for k in ("value", "object", "vocab", "json"):
+            if k in node:
+                return node[k]
+        return None
+    return node
+
+
+def order_docs(docs: list[dict[str, Any]], keys: list[tuple[list[str], bool]]) -> list[dict[str, Any]]:
+    """Stable multi-key sort; missing values last whatever the direction; mixed types by type name."""
+    out = list(docs)
+    for path, desc in reversed(keys):
+        present = [d for d in out if _order_value(d, path) is not None]
+        missing = [d for d in out if _order_value(d, path) is None]
+        present.sort(
+            key=lambda d: (type(_order_value(d, path)).__name__, _sortable(_order_value(d, path))), reverse=desc
+        )
+        out = present + missing
+    return out
+
+
+def _sortable(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str)) else str(v)
+
+
 def _parsed(parse: Callable[[str], Any], text: str, name: str) -> Any:
     try:
         return parse(text)
@@ -591,29 +795,47 @@ def _int(value: Any, name: str, default: int) -> int:
 def _append(
     doc: dict[str, Any],
     attrs: dict[str, list[dict[str, Any]]],
-    ctx: ActiveContext,
     result: dict[str, Any],
     *,
     no_overwrite: bool,
 ) -> None:
+    """Add or overwrite attribute instances (by datasetId); NGSI-LD Null instances delete.
+
+    ``result`` collects the attribute IRIs under ``updated`` and ``notUpdated`` (UpdateResult).
+    """
     for iri, instances in attrs.items():
-        name = ctx.compact(iri)
         old = doc["attrs"].get(iri)
+        nulls = [i for i in instances if is_null_instance(i)]
+        real = [i for i in instances if not is_null_instance(i)]
+        if nulls:
+            if old is None:
+                result["notUpdated"].append({"attributeName": iri, "reason": "attribute does not exist"})
+                continue
+            drop = {i.get("datasetId") for i in nulls}
+            old = [i for i in old if i.get("datasetId") not in drop]
+            if old:
+                doc["attrs"][iri] = old
+            else:
+                doc["attrs"].pop(iri, None)
+                old = None
+            if not real:
+                result["updated"].append(iri)
+                continue
         if old is None:
-            doc["attrs"][iri] = instances
-            result["updated"].append(name)
+            doc["attrs"][iri] = real
+            result["updated"].append(iri)
             continue
         if no_overwrite:
             known = {i.get("datasetId") for i in old}
-            fresh = [i for i in instances if i.get("datasetId") not in known]
+            fresh = [i for i in real if i.get("datasetId") not in known]
             if fresh:
                 doc["attrs"][iri] = old + fresh
-                result["updated"].append(name)
+                result["updated"].append(iri)
             else:
-                result["notUpdated"].append({"attributeName": name, "reason": "attribute exists and noOverwrite is set"})
+                result["notUpdated"].append({"attributeName": iri, "reason": "attribute exists and noOverwrite is set"})
             continue
-        doc["attrs"][iri] = merge_instances(old, instances)
-        result["updated"].append(name)
+        doc["attrs"][iri] = merge_instances(old, real)
+        result["updated"].append(iri)
 
 
 def _merge_instance(
@@ -651,7 +873,7 @@ def _merge_doc(
     doc = copy.deepcopy(old)
     for iri, instances in frag.items():
         for inst in instances:
-            is_null = inst.get("value") == NULL or inst.get("object") == NULL
+            is_null = is_null_instance(inst)
             existing = doc["attrs"].get(iri, [])
             match = next((i for i in existing if i.get("datasetId") == inst.get("datasetId")), None)
             if is_null:

@@ -1,0 +1,319 @@
+"""Energy balance and KPIs of a community and of each member, per interval, day, month or year.
+
+Input is a :class:`~bright.energy.sharing.SharingResult` (gross offtake and injection per interval and
+member, and what was shared). Quantities per period:
+
+- gross offtake and gross injection (kWh);
+- shared offtake (received from the others) and shared injection (placed with the others) (kWh);
+- residual offtake (bought from the supplier) and residual injection (fed into the grid) (kWh);
+- self-consumption rate = shared / injection, self-sufficiency = shared / offtake (dimensionless);
+- peak offtake power (kW) = largest interval offtake divided by the interval length;
+- CO2 avoided (kg) = shared energy x grid emission factor (kgCO2e/kWh, constant or per interval).
+
+Calendar periods are built with :meth:`pandas.DataFrame.resample` on the interval starts converted to
+``tz``: ``tz="Europe/Brussels"`` gives local days (92 or 100 quarter-hours on DST days) and local
+months; the period labels are the local period starts. Missing data stays missing: a period sum is
+NaN as soon as one of its intervals is NaN, and ``coverage`` gives the share of complete intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from bright.energy.sharing import EnergyInputError, SharingResult
+
+__all__ = ["Balance", "balance", "emission_factor_series", "interval_hours", "ratio"]
+
+FloatArray = NDArray[np.float64]
+
+#: Columns of :attr:`Balance.community`, in order.
+COMMUNITY_COLUMNS = (
+    "offtake_kwh",
+    "injection_kwh",
+    "shared_kwh",
+    "residual_offtake_kwh",
+    "residual_injection_kwh",
+    "self_consumption_rate",
+    "self_sufficiency",
+    "peak_offtake_kw",
+    "peak_net_offtake_kw",
+    "co2_avoided_kg",
+    "coverage",
+)
+
+
+def ratio(numerator: FloatArray | pd.DataFrame, denominator: FloatArray | pd.DataFrame) -> FloatArray:
+    """Element-wise ``numerator / denominator``, NaN where the denominator is 0 or NaN.
+
+    Used for self-consumption rate (shared / injection) and self-sufficiency (shared / offtake):
+    a rate is undefined, not 0, when there was nothing to share or nothing to cover.
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def interval_hours(index: pd.DatetimeIndex | None, default: float = 0.25) -> float:
+    """Length of one interval in hours, from a regular index.
+
+    Parameters
+    ----------
+    index : pandas.DatetimeIndex or None
+        Interval starts. None or a single timestamp gives ``default``.
+    default : float
+        Interval length used without an index (h). Default 0.25 (quarter-hour).
+
+    Raises
+    ------
+    EnergyInputError
+        If the index is not regularly spaced (the message names the first irregular step).
+    """
+    if index is None or len(index) < 2:
+        return default
+    steps = np.diff(index.asi8)
+    if np.any(steps != steps[0]):
+        i = int(np.flatnonzero(steps != steps[0])[0])
+        raise EnergyInputError(
+            f"intervals are not regular: {index[i].isoformat()} -> {index[i + 1].isoformat()}; "
+            "give interval_hours explicitly"
+        )
+    return float(pd.Timedelta(int(steps[0]), unit="ns") / pd.Timedelta(hours=1))
+
+
+def emission_factor_series(
+    emission_factor_kg_per_kwh: float | FloatArray | pd.Series, n_intervals: int, index: pd.DatetimeIndex | None
+) -> FloatArray:
+    """Grid emission factor per interval (kgCO2e/kWh), from a constant, an array or a Series.
+
+    Raises
+    ------
+    EnergyInputError
+        If an array has the wrong length or a Series does not cover exactly the readings' intervals.
+    """
+    if isinstance(emission_factor_kg_per_kwh, pd.Series):
+        series = emission_factor_kg_per_kwh
+        if index is None or not series.index.equals(index):
+            raise EnergyInputError(
+                "emission factor series does not cover the intervals of the readings "
+                f"({len(series)} values from {series.index[0] if len(series) else '-'}; readings "
+                f"{n_intervals} intervals from {index[0] if index is not None and len(index) else '-'})"
+            )
+        return series.to_numpy(dtype=np.float64)
+    factor = np.asarray(emission_factor_kg_per_kwh, dtype=np.float64)
+    if factor.ndim == 0:
+        return np.full(n_intervals, float(factor))
+    if factor.shape != (n_intervals,):
+        raise EnergyInputError(
+            f"emission factor has shape {factor.shape}; expected a constant or ({n_intervals},)"
+        )
+    return factor
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Energy balance per period.
+
+    Member frames have one row per period (label = period start in ``tz``) and one column per member.
+
+    Attributes
+    ----------
+    freq : str
+        Period ("15min" native interval, "D", "MS", "YS" ...).
+    tz : str
+        Time zone of the period labels and calendar boundaries.
+    offtake_kwh, injection_kwh : pandas.DataFrame
+        Gross offtake and injection (kWh).
+    shared_offtake_kwh, shared_injection_kwh : pandas.DataFrame
+        Energy received from / placed with the other members (kWh).
+    residual_offtake_kwh, residual_injection_kwh : pandas.DataFrame
+        Offtake bought from the supplier and injection fed into the grid (kWh).
+    peak_offtake_kw : pandas.DataFrame
+        Largest offtake power of an interval of the period (kW).
+    co2_avoided_kg : pandas.DataFrame
+        Shared offtake valued at the grid emission factor (kgCO2e).
+    community : pandas.DataFrame
+        Community KPIs per period: offtake_kwh, injection_kwh, shared_kwh, residual_offtake_kwh,
+        residual_injection_kwh, self_consumption_rate, self_sufficiency, peak_offtake_kw (coincident
+        peak of the summed offtake), peak_net_offtake_kw (peak of offtake minus injection, >= 0),
+        co2_avoided_kg and coverage (share of intervals with complete data).
+    """
+
+    freq: str
+    tz: str
+    offtake_kwh: pd.DataFrame
+    injection_kwh: pd.DataFrame
+    shared_offtake_kwh: pd.DataFrame
+    shared_injection_kwh: pd.DataFrame
+    residual_offtake_kwh: pd.DataFrame
+    residual_injection_kwh: pd.DataFrame
+    peak_offtake_kw: pd.DataFrame
+    co2_avoided_kg: pd.DataFrame
+    community: pd.DataFrame
+
+    def self_sufficiency(self) -> pd.DataFrame:
+        """Share of each member's offtake covered by the community (dimensionless, NaN if no offtake)."""
+        return pd.DataFrame(
+            ratio(self.shared_offtake_kwh, self.offtake_kwh),
+            index=self.offtake_kwh.index,
+            columns=self.offtake_kwh.columns,
+        )
+
+    def self_consumption_rate(self) -> pd.DataFrame:
+        """Share of each member's injection used by the community (dimensionless, NaN if none)."""
+        return pd.DataFrame(
+            ratio(self.shared_injection_kwh, self.injection_kwh),
+            index=self.injection_kwh.index,
+            columns=self.injection_kwh.columns,
+        )
+
+    def member(self, member_id: str) -> pd.DataFrame:
+        """All KPIs of one member, one row per period.
+
+        Raises
+        ------
+        EnergyInputError
+            If the member is unknown.
+        """
+        if member_id not in self.offtake_kwh.columns:
+            raise EnergyInputError(f"member {member_id!r} is not in this balance")
+        frame = pd.DataFrame(
+            {
+                "offtake_kwh": self.offtake_kwh[member_id],
+                "injection_kwh": self.injection_kwh[member_id],
+                "shared_offtake_kwh": self.shared_offtake_kwh[member_id],
+                "shared_injection_kwh": self.shared_injection_kwh[member_id],
+                "residual_offtake_kwh": self.residual_offtake_kwh[member_id],
+                "residual_injection_kwh": self.residual_injection_kwh[member_id],
+                "peak_offtake_kw": self.peak_offtake_kw[member_id],
+                "co2_avoided_kg": self.co2_avoided_kg[member_id],
+            }
+        )
+        frame["self_sufficiency"] = ratio(frame["shared_offtake_kwh"], frame["offtake_kwh"])
+        frame["self_consumption_rate"] = ratio(frame["shared_injection_kwh"], frame["injection_kwh"])
+        return frame
+
+
+def _strict(frame: pd.DataFrame, freq: str, how: str) -> pd.DataFrame:
+    """Resample with ``how`` ("sum" or "max"); a period with any NaN interval is NaN."""
+    grouped = frame.resample(freq, label="left", closed="left")
+    out = grouped.sum() if how == "sum" else grouped.max()
+    gaps = frame.isna().resample(freq, label="left", closed="left").sum()
+    return out.mask(gaps > 0)
+
+
+def balance(
+    result: SharingResult,
+    *,
+    freq: str | None = None,
+    tz: str = "UTC",
+    emission_factor_kg_per_kwh: float | FloatArray | pd.Series = 0.0,
+    interval_length_h: float | None = None,
+) -> Balance:
+    """Energy balance and KPIs per period for each member and for the community.
+
+    Parameters
+    ----------
+    result : SharingResult
+        The sharing of the period of interest.
+    freq : str, optional
+        Pandas period alias: None (the native interval), "h", "D", "W", "MS" (month), "QS", "YS".
+    tz : str
+        Time zone in which calendar periods are cut and labelled (e.g. "Europe/Brussels" for local
+        days). Default "UTC".
+    emission_factor_kg_per_kwh : float, ndarray (n_intervals,) or pandas.Series
+        Grid emission factor (kgCO2e/kWh) avoided by each shared kWh; a Series must have exactly the
+        readings' index.
+    interval_length_h : float, optional
+        Interval length (h) used to turn energy into power; default inferred from the index, else 0.25.
+
+    Returns
+    -------
+    Balance
+        Member frames and community KPIs per period.
+
+    Raises
+    ------
+    EnergyInputError
+        If calendar aggregation is asked without a time index, for an unknown alias, or with an
+        emission factor that does not match the intervals.
+
+    Examples
+    --------
+    >>> daily = balance(result, freq="D", tz="Europe/Brussels")  # doctest: +SKIP
+    >>> daily.community[["shared_kwh", "self_sufficiency"]]  # doctest: +SKIP
+    """
+    readings = result.readings
+    index = readings.index
+    hours = interval_length_h if interval_length_h is not None else interval_hours(index)
+    if hours <= 0:
+        raise EnergyInputError(f"interval length must be > 0 h, got {hours}")
+    factor = emission_factor_series(emission_factor_kg_per_kwh, readings.n_intervals, index)
+    if index is None:
+        if freq is not None:
+            raise EnergyInputError(f"aggregation to {freq!r} needs readings with a time index")
+        rows: pd.Index = pd.RangeIndex(readings.n_intervals, name="interval")
+    else:
+        rows = index.tz_convert(tz)
+        rows.name = "period_start"
+    columns = pd.Index(result.member_ids, name="member_id")
+
+    def frame(values: FloatArray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=rows, columns=columns, copy=False)
+
+    offtake, injection = readings.offtake_kwh, readings.injection_kwh
+    shared_off, shared_inj = result.shared_offtake_kwh, result.shared_injection_kwh
+    community_offtake = offtake.sum(axis=1)
+    community_injection = injection.sum(axis=1)
+    community_shared = shared_off.sum(axis=1)
+    interval_frames = {
+        "offtake_kwh": frame(offtake),
+        "injection_kwh": frame(injection),
+        "shared_offtake_kwh": frame(shared_off),
+        "shared_injection_kwh": frame(shared_inj),
+        "residual_offtake_kwh": frame(offtake - shared_off),
+        "residual_injection_kwh": frame(injection - shared_inj),
+        "co2_avoided_kg": frame(shared_off * factor[:, None]),
+    }
+    peak = frame(offtake / hours)
+    community = pd.DataFrame(
+        {
+            "offtake_kwh": community_offtake,
+            "injection_kwh": community_injection,
+            "shared_kwh": community_shared,
+            "residual_offtake_kwh": community_offtake - community_shared,
+            "residual_injection_kwh": community_injection - community_shared,
+            "co2_avoided_kg": community_shared * factor,
+        },
+        index=rows,
+    )
+    community_peak = pd.DataFrame(
+        {
+            "peak_offtake_kw": community_offtake / hours,
+            "peak_net_offtake_kw": np.maximum(community_offtake - community_injection, 0.0) / hours,
+        },
+        index=rows,
+    )
+    complete = pd.Series((~result.missing).astype(np.float64), index=rows)
+    label = "native" if freq is None else freq
+    if freq is not None:
+        try:
+            pd.tseries.frequencies.to_offset(freq)
+        except ValueError as exc:
+            raise EnergyInputError(f"unknown period alias {freq!r}: {exc}") from exc
+        interval_frames = {k: _strict(v, freq, "sum") for k, v in interval_frames.items()}
+        peak = _strict(peak, freq, "max")
+        community = _strict(community, freq, "sum")
+        community_peak = _strict(community_peak, freq, "max")
+        complete = complete.resample(freq, label="left", closed="left").mean()
+    community["self_consumption_rate"] = ratio(community["shared_kwh"], community["injection_kwh"])
+    community["self_sufficiency"] = ratio(community["shared_kwh"], community["offtake_kwh"])
+    community = community.join(community_peak)
+    community["coverage"] = complete
+    community = community[list(COMMUNITY_COLUMNS)]
+    return Balance(freq=label, tz=tz, peak_offtake_kw=peak, community=community, **interval_frames)
