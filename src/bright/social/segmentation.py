@@ -231,7 +231,7 @@ class ModelFit:
     n_parameters : int
         Free parameters.
     converged : bool
-        Whether EM met its tolerance for the retained start.
+        Whether at least one EM start met its tolerance within ``max_iter`` (stepmix's ``converged_``).
     """
 
     n_classes: int
