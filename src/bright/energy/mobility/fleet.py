@@ -30,6 +30,7 @@ import pandas as pd
 from bright.energy.mobility.calibration import (
     KS_TOLERANCE,
     N_SEASONS,
+    SEASONS,
     Calibration,
     MobilityInputError,
     day_type_of_weekday,
@@ -538,9 +539,9 @@ def generate_sessions(
         departure = np.maximum.reduceat(departure, first)
         veh, arrival = veh[first], arrival[first]
     # A session ends at the latest when the same vehicle's next one starts, and at the horizon's end.
-    same_next = np.r_[veh[1:] == veh[:-1], False]
-    nxt = np.r_[arrival[1:], 0]
-    departure = np.where(same_next, np.minimum(departure, nxt), departure)
+    same_next = np.zeros(veh.size, dtype=bool)
+    same_next[:-1] = veh[1:] == veh[:-1]
+    departure[:-1] = np.where(same_next[:-1], np.minimum(departure[:-1], arrival[1:]), departure[:-1])
     inside = (arrival >= 0) & (arrival < n_steps)
     veh, arrival, departure, energy = veh[inside], arrival[inside], departure[inside], energy[inside]
     departure = np.minimum(departure, n_steps)
@@ -576,10 +577,13 @@ def plugin_hours(sessions: ChargingSessions) -> np.ndarray:
 
 
 def fit_report(generated: ChargingSessions, measured: pd.DataFrame) -> pd.DataFrame:
-    """KS distances between generated home sessions and measured sessions, per day type.
+    """KS distances between generated home sessions and measured sessions, per day type and season.
 
     Both plug-in times are compared on the 15-min grid the simulation uses (a measured plug-in at
-    17:52 counts as 17:45); measured dwells are rounded to the quarter-hour (at least one).
+    17:52 counts as 17:45); measured dwells are rounded to the quarter-hour (at least one). The
+    all-season rows compare the two samples as they are, so they also reflect a different mix of
+    seasons (a generated year has each season once; the measured sessions are winter-heavy); the
+    per-season rows compare like with like.
 
     Parameters
     ----------
@@ -591,44 +595,51 @@ def fit_report(generated: ChargingSessions, measured: pd.DataFrame) -> pd.DataFr
     Returns
     -------
     pandas.DataFrame
-        One row per (quantity, day type): ``quantity`` (``plugin_hour``, ``energy_kwh``,
-        ``dwell_h``), ``day_type`` (``all``, ``weekday``, ``weekend``), ``n_measured``,
-        ``n_generated``, ``ks`` and ``tolerance`` (:data:`KS_TOLERANCE` for plug-in hour and kWh,
-        NaN for the dwell, which is reported only).
+        One row per (quantity, day type, season): ``quantity`` (``plugin_hour``, ``energy_kwh``,
+        ``dwell_h``), ``day_type`` (``all``, ``weekday``, ``weekend``), ``season`` (``all`` or one
+        of ``SEASONS``, the latter with day type ``all``), ``n_measured``, ``n_generated``, ``ks``
+        (NaN if a sample is empty) and ``tolerance`` (:data:`KS_TOLERANCE` for plug-in hour and kWh
+        over all seasons; NaN, i.e. reported only, for the dwell and the per-season rows).
     """
     home = generated.location == HOME
     utc = generated.start + pd.to_timedelta(generated.arrival[home] * generated.step_h, unit="h")
     local = pd.DatetimeIndex(utc).tz_convert(generated.tz)
     g_hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
     g_type = day_type_of_weekday(local.weekday.to_numpy())
+    g_season = season_of_month(local.month.to_numpy())
     g_energy = generated.energy_kwh[home]
     g_dwell = (generated.departure - generated.arrival)[home] * generated.step_h
 
     plugin = pd.DatetimeIndex(measured["plugin_local"])
     m_hour = plugin.hour.to_numpy() + (plugin.minute.to_numpy() // 15) * 0.25
     m_type = day_type_of_weekday(plugin.weekday.to_numpy())
+    m_season = season_of_month(plugin.month.to_numpy())
     m_energy = measured["energy_kwh"].to_numpy(dtype=np.float64)
     m_dwell = np.maximum(1.0, np.round(measured["duration_h"].to_numpy(dtype=np.float64) / 0.25)) * 0.25
 
+    groups: list[tuple[str, str, np.ndarray, np.ndarray]] = [
+        ("all", "all", np.ones(g_type.size, bool), np.ones(m_type.size, bool)),
+        ("weekday", "all", g_type == 0, m_type == 0),
+        ("weekend", "all", g_type == 1, m_type == 1),
+    ]
+    groups += [("all", name, g_season == k, m_season == k) for k, name in enumerate(SEASONS)]
     rows = []
     for quantity, g, m, tol in (
         ("plugin_hour", g_hour, m_hour, KS_TOLERANCE),
         ("energy_kwh", g_energy, m_energy, KS_TOLERANCE),
         ("dwell_h", g_dwell, m_dwell, float("nan")),
     ):
-        for label, gm, mm in (
-            ("all", np.ones(g.size, bool), np.ones(m.size, bool)),
-            ("weekday", g_type == 0, m_type == 0),
-            ("weekend", g_type == 1, m_type == 1),
-        ):
+        for day_type, season, gm, mm in groups:
+            n_m, n_g = int(np.sum(~np.isnan(m[mm]))), int(gm.sum())
             rows.append(
                 {
                     "quantity": quantity,
-                    "day_type": label,
-                    "n_measured": int(np.sum(~np.isnan(m[mm]))),
-                    "n_generated": int(gm.sum()),
-                    "ks": ks_distance(g[gm], m[mm]),
-                    "tolerance": tol,
+                    "day_type": day_type,
+                    "season": season,
+                    "n_measured": n_m,
+                    "n_generated": n_g,
+                    "ks": ks_distance(g[gm], m[mm]) if n_m and n_g else float("nan"),
+                    "tolerance": tol if season == "all" else float("nan"),
                 }
             )
     return pd.DataFrame(rows)
