@@ -89,5 +89,55 @@ def import_(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def demo(
+    database: Annotated[str, typer.Option("--database", "-d", help="Database of the demo node")] = (
+        "sqlite:///demo/bright-demo.db"
+    ),
+    host: Annotated[str, typer.Option(help="Interface to serve on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the dashboard and APIs")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the node when built")] = True,
+    municipality: Annotated[str, typer.Option(help="Brussels municipality of the demo school")] = "Ixelles",
+) -> None:
+    """Build the demo community twin from real data, print its summary, then serve it."""
+    from rich.table import Table
+
+    from bright.services.demo import build_demo_community
+    from bright.twin.db import make_engine
+    from bright.twin.service import TwinService
+
+    if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        path = Path(database.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    settings = _settings(database)
+    with console.status("building the demo community from the real data sets..."):
+        community = build_demo_community(municipality)
+        engine = make_engine(settings.database_url)
+        service = TwinService(engine, settings)
+        res = service.batch_upsert("", community.entities, service.resolve_context(community.entities[0]["@context"]))
+    if res["errors"]:
+        for err in res["errors"]:
+            console.print(f"[red]rejected[/red] {err['entityId']}: {err['error']['detail']}")
+        raise typer.Exit(code=1)
+    table = Table(title=community.name)
+    for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
+        table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")
+    for m in community.members:
+        table.add_row(m.name, m.category, m.profile, f"{m.annual_kwh:,.0f}", f"{m.pv_kwp:g}", f"{m.battery_kwh:g}",
+                      f"{m.ev_charger_kw:g}", m.locality)
+    console.print(table)
+    school = community.school
+    console.print(
+        f"school: {school['name']}, {school['address']}, {school['postcode']} {school['municipality']} "
+        f"({school['lat']:.5f}, {school['lon']:.5f}); {len(res['success'])} entities in {settings.database_url}"
+    )
+    engine.dispose()
+    if serve_after:
+        console.print(f"open http://{host}:{port}/ngsi-ld/v1/entities?type=EnergyProsumer&options=keyValues "
+                      f"(Link: the BRIGHT @context) or http://{host}:{port}/docs")
+        serve(host=host, port=port, database=database, workers=1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

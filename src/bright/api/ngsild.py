@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from bright.api import openapi as oa
 from bright.api.http import (
     GEO_JSON,
     JSON,
@@ -293,7 +294,7 @@ def entity_id_missing(request: Request) -> Response:
     raise BadRequestData("the entity id is missing from the URL")
 
 
-@router.post("/entities", status_code=201)
+@router.post("/entities", status_code=201, openapi_extra=oa.CREATE)
 async def create_entity(request: Request) -> Response:
     allowed(request, WRITE_PARAMS)
     check_content_type(request)
@@ -308,7 +309,7 @@ async def create_entity(request: Request) -> Response:
     return Response(status_code=201, headers=headers)
 
 
-@router.get("/entities")
+@router.get("/entities", openapi_extra=oa.QUERY)
 def query_entities(request: Request) -> Response:
     allowed(request, QUERY_PARAMS)
     media = accept(request)
@@ -318,7 +319,7 @@ def query_entities(request: Request) -> Response:
     return respond_entities(request, docs, ctx, media, headers=headers)
 
 
-@router.delete("/entities", status_code=204)
+@router.delete("/entities", status_code=204, openapi_extra=oa.QUERY)
 def purge_entities(request: Request) -> Response:
     allowed(request, PURGE_PARAMS)
     ctx = request_context(request)
@@ -344,7 +345,7 @@ def retrieve_attribute(request: Request, entity_id: str, attr: str) -> Response:
     return json_response(rendered.get(attr, rendered), media=media, context_url=ctx.response_url)
 
 
-@router.get("/entities/{entity_id:path}")
+@router.get("/entities/{entity_id:path}", openapi_extra=oa.RETRIEVE)
 def retrieve_entity(request: Request, entity_id: str) -> Response:
     if entity_id.endswith("/attrs"):
         raise BadRequestData("an attribute name is missing")
@@ -407,7 +408,7 @@ def delete_attribute(request: Request, entity_id: str, attr: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/entities/{entity_id:path}/attrs")
+@router.post("/entities/{entity_id:path}/attrs", openapi_extra=oa.FRAGMENT_BODY)
 async def append_attributes(request: Request, entity_id: str) -> Response:
     allowed(request, ATTR_PARAMS)
     check_content_type(request)
@@ -422,7 +423,7 @@ async def append_attributes(request: Request, entity_id: str) -> Response:
     return _update_result(result, ctx)
 
 
-@router.patch("/entities/{entity_id:path}/attrs")
+@router.patch("/entities/{entity_id:path}/attrs", openapi_extra=oa.FRAGMENT_BODY)
 async def update_attributes(request: Request, entity_id: str) -> Response:
     allowed(request, ATTR_PARAMS)
     check_content_type(request)
@@ -440,7 +441,7 @@ def _update_result(result: dict[str, Any], ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-@router.put("/entities/{entity_id:path}", status_code=204)
+@router.put("/entities/{entity_id:path}", status_code=204, openapi_extra=oa.CREATE)
 async def replace_entity(request: Request, entity_id: str) -> Response:
     allowed(request, WRITE_PARAMS)
     check_content_type(request)
@@ -452,7 +453,7 @@ async def replace_entity(request: Request, entity_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.patch("/entities/{entity_id:path}", status_code=204)
+@router.patch("/entities/{entity_id:path}", status_code=204, openapi_extra=oa.FRAGMENT_BODY)
 async def merge_entity(request: Request, entity_id: str) -> Response:
     allowed(request, WRITE_PARAMS)
     check_content_type(request, patch=True)
@@ -464,7 +465,7 @@ async def merge_entity(request: Request, entity_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("/entities/{entity_id:path}", status_code=204)
+@router.delete("/entities/{entity_id:path}", status_code=204, openapi_extra=oa.PLAIN)
 def delete_entity(request: Request, entity_id: str) -> Response:
     if entity_id.endswith("/attrs"):
         raise OperationNotSupported("DELETE needs an attribute name: /entities/{id}/attrs/{attrId}", status=405)
@@ -514,7 +515,7 @@ def batch_contexts(request: Request, body: list[Any]) -> tuple[Ctx, list[Any]]:
 # --- batch operations ----------------------------------------------------------------------------------
 
 
-@router.post("/entityOperations/{operation}")
+@router.post("/entityOperations/{operation}", openapi_extra=oa.BATCH)
 async def batch_operation(request: Request, operation: str) -> Response:
     service = svc(request)
     if operation == "query":

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bright.twin.errors import LdContextNotAvailable
+from bright.twin.errors import BadRequestData, LdContextNotAvailable
 
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
@@ -281,7 +281,7 @@ class ContextResolver:
 
 def _apply(active: ActiveContext, context: Any, load: Callable[[str], Any], depth: int) -> None:
     if depth > 16:
-        raise LdContextNotAvailable("@context nesting is deeper than 16 levels (a loop?)")
+        raise BadRequestData("@context nesting is deeper than 16 levels (a loop?)")
     if context is None:
         active.terms.clear()
         active.vocab = None
@@ -294,7 +294,7 @@ def _apply(active: ActiveContext, context: Any, load: Callable[[str], Any], dept
         _apply(active, load(context), load, depth + 1)
         return
     if not isinstance(context, dict):
-        raise LdContextNotAvailable(f"invalid @context entry of type {type(context).__name__}")
+        raise BadRequestData(f"invalid @context entry of type {type(context).__name__}")
     if "@import" in context and isinstance(context["@import"], str):
         _apply(active, load(context["@import"]), load, depth + 1)
     if "@vocab" in context:
@@ -333,4 +333,4 @@ def _define(active: ActiveContext, term: str, value: Any) -> TermDefinition | No
         if isinstance(container, list):
             container = container[0] if container else None
         return TermDefinition(iri=iri, type=typ, container=container, prefix=bool(value.get("@prefix")))
-    raise LdContextNotAvailable(f"invalid definition of term {term!r} in @context")
+    raise BadRequestData(f"invalid definition of term {term!r} in @context")

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import shapely
@@ -284,6 +284,52 @@ def _entity_geometry(value: Any) -> BaseGeometry | None:
     return geom
 
 
+# Nesting depth of the positions in the coordinates of each GeoJSON geometry type.
+_DEPTH = {"Point": 0, "LineString": 1, "MultiPoint": 1, "Polygon": 2, "MultiLineString": 2, "MultiPolygon": 3}
+
+
+def _positions_of(coordinates: Any, depth: int) -> Iterator[tuple[float, float]]:
+    """The (x, y) of every position; raises ValueError/TypeError on a malformed array."""
+    if depth == 0:
+        if not isinstance(coordinates, list) or len(coordinates) < 2:
+            raise ValueError("not a position")
+        x, y = coordinates[0], coordinates[1]
+        if (
+            isinstance(x, bool)
+            or isinstance(y, bool)
+            or not isinstance(x, int | float)
+            or not isinstance(y, int | float)
+        ):
+            raise TypeError("not a number")
+        yield float(x), float(y)
+        return
+    if not isinstance(coordinates, list) or not coordinates:
+        raise ValueError("empty coordinates")
+    for item in coordinates:
+        yield from _positions_of(item, depth - 1)
+
+
+def _bounds(value: Any) -> tuple[float, float, float, float] | None:
+    """Bounding box (min_x, min_y, max_x, max_y) of a GeoJSON geometry, None if it is not one."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    try:
+        if kind == "GeometryCollection":
+            boxes = [_bounds(g) for g in value.get("geometries") or []]
+            if not boxes or any(b is None for b in boxes):
+                return None
+            b = cast(list[tuple[float, float, float, float]], boxes)
+            return (min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b))
+        if not isinstance(kind, str) or kind not in _DEPTH:
+            return None
+        xs, ys = zip(*_positions_of(value.get("coordinates"), _DEPTH[kind]), strict=True)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    box = (min(xs), min(ys), max(xs), max(ys))
+    return box if all(math.isfinite(v) for v in box) else None
+
+
 def geo_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of ``geo_index`` for an expanded entity document: one per GeoProperty instance.
 
@@ -304,10 +350,10 @@ def geo_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         for instance in value if isinstance(value, list) else [value]:
             if not isinstance(instance, dict) or instance.get("type") != "GeoProperty":
                 continue
-            geom = _entity_geometry(instance.get("value"))
-            if geom is None:
+            box = _bounds(instance.get("value"))
+            if box is None:
                 continue
-            min_x, min_y, max_x, max_y = geom.bounds
+            min_x, min_y, max_x, max_y = box
             dataset = instance.get("datasetId")
             out.append(
                 {

@@ -340,10 +340,17 @@ def _format_datetime(dt: datetime) -> str:
     )
 
 
+_NORMALISED_RE = re.compile(
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z"
+)
+
+
 def _temporal(text: str) -> str | None:
     """The normalised 'd' text of an ISO 8601 date-time, date or time string, else None."""
     if len(text) < 5 or len(text) > 40 or not text[0].isdigit():
         return None
+    if len(text) == 27 and _NORMALISED_RE.fullmatch(text):  # the store's own stamps: already UTC
+        return text
     try:
         if m := _DATETIME_RE.fullmatch(text):
             y, mo, d, h, mi, s, frac, tz = m.groups()
@@ -1039,7 +1046,7 @@ def _match_condition(op: Operator, operand: Operand, expand: Expand) -> ColumnEl
     return _order_condition(op, operand)
 
 
-DRIVE_LIMIT = 1000
+DRIVE_LIMIT = 2000
 """A term matching fewer ``attr_index`` / ``entity_types`` rows than this drives the query."""
 
 

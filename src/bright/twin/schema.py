@@ -69,7 +69,8 @@ Index("ix_entity_scopes_pk", entity_scopes.c.entity_pk)
 # One row per queryable leaf. ``attr`` is the expanded attribute IRI; ``path`` addresses the leaf
 # inside the attribute ('' = its value, see bright.twin.query for the grammar); ``kind`` is
 # 'n' (number, in num), 's' (string, in txt), 'b' (boolean, num 0/1), 'd' (date-time, txt as
-# ISO-8601 UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ', comparable as text), 'x' (null/other, existence only).
+# ISO-8601 UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ', comparable as text; a time of day as
+# 'THH:MM:SS.ffffffZ'), 'r' (Relationship object, in txt), 'x' (null/other, existence only).
 attr_index = Table(
     "attr_index",
     metadata,
@@ -81,8 +82,8 @@ attr_index = Table(
     Column("num", Float, nullable=True),
     Column("txt", Text, nullable=True),
 )
-Index("ix_attr_index_num", attr_index.c.attr, attr_index.c.path, attr_index.c.num)
-Index("ix_attr_index_txt", attr_index.c.attr, attr_index.c.path, attr_index.c.txt)
+Index("ix_attr_index_num", attr_index.c.attr, attr_index.c.path, attr_index.c.num, attr_index.c.entity_pk)
+Index("ix_attr_index_txt", attr_index.c.attr, attr_index.c.path, attr_index.c.txt, attr_index.c.entity_pk)
 Index("ix_attr_index_pk", attr_index.c.entity_pk, attr_index.c.attr)
 
 geo_index = Table(

@@ -231,6 +231,9 @@ class SeriesInfo:
         Number of stored non-missing values.
     chunk_span
         The span of the series' chunks.
+    created, modified
+        When the series was created and last written or deleted from (UTC; NGSI-LD
+        ``createdAt``/``modifiedAt`` of the attribute's history).
     """
 
     entity_id: str
@@ -242,6 +245,8 @@ class SeriesInfo:
     last: pd.Timestamp | None
     count: int
     chunk_span: pd.Timedelta
+    created: pd.Timestamp
+    modified: pd.Timestamp
 
 
 @dataclass(frozen=True)
@@ -470,17 +475,6 @@ def _bucket_edges(period: Period, lo: int, hi: int, *, origin: int | None, tz: s
 
 
 # --- numpy kernels ------------------------------------------------------------------------------------
-@dataclass
-class _Partial:
-    """Per-bucket partial statistics (shape ``(n_buckets, n_columns)``)."""
-
-    count: np.ndarray
-    total: np.ndarray
-    sumsq: np.ndarray
-    vmin: np.ndarray
-    vmax: np.ndarray
-
-
 def _bucket_reduce(
     t: np.ndarray, values: np.ndarray, edges: np.ndarray, methods: Iterable[str]
 ) -> dict[str, np.ndarray]:
@@ -587,10 +581,8 @@ def _decode(
     t_first: int, step: int | None, n: int, times: bytes, vals: bytes
 ) -> tuple[np.ndarray, np.ndarray]:
     v = np.frombuffer(vals, dtype="<f8")
-    if times:
-        t = np.frombuffer(times, dtype="<i8")
-    else:
-        t = t_first + (step or 0) * np.arange(n, dtype=np.int64)
+    # No time array: a regular grid from the first instant (a single instant has step 0).
+    t = np.frombuffer(times, dtype="<i8") if times else t_first + (step or 0) * np.arange(n, dtype=np.int64)
     return t, v
 
 
@@ -802,8 +794,8 @@ def _parse_times(col: pd.Series, entities: np.ndarray) -> np.ndarray:
                 time=str(raw[i]),
             )
         us[strings] = parsed.dt.as_unit("us").astype("int64").to_numpy()
-    for i in np.flatnonzero(~strings):  # datetime objects: rare in a long frame, checked one by one
-        us[i] = _to_us(raw[i], f"entity {entities[i]!r}: time")
+    for k in np.flatnonzero(~strings).tolist():  # datetime objects: rare in a long frame, one by one
+        us[k] = _to_us(raw[k], f"entity {entities[k]!r}: time")
     return us
 
 
@@ -844,7 +836,10 @@ def _long_batches(
     t = _parse_times(frame["time"], entities)
     # Validate the values per entity so the message names the entity.
     v = frame["value"]
-    groups = pd.DataFrame({"e": entities, "a": attrs, "d": ds}).groupby(["e", "a", "d"], sort=True).indices
+    indices: dict[Any, Any] = (
+        pd.DataFrame({"e": entities, "a": attrs, "d": ds}).groupby(["e", "a", "d"]).indices
+    )
+    groups = {k: np.asarray(v) for k, v in indices.items()}
     values = np.empty(len(frame))
     if pd.api.types.is_numeric_dtype(v.dtype) and not pd.api.types.is_bool_dtype(v.dtype):
         values = v.to_numpy(dtype="float64", na_value=np.nan)
@@ -1277,6 +1272,8 @@ class SeriesStore:
         if period is not None and period.zero:
             raise SeriesError("resolution must be a positive duration")
         methods = None
+        if how is not None and period is None:
+            raise SeriesError("how= needs a resolution= to aggregate to")
         if how is not None:
             methods = _normalise_methods([how])[0][1]
         ds = "" if dataset_id is None else dataset_id
@@ -1287,9 +1284,10 @@ class SeriesStore:
         frame.attrs["kinds"] = {e: meta.get(e, (None, None))[0] for e in ids}
         if period is None:
             return frame
-        t = np.asarray(frame.index.as_unit("us").asi8, dtype=np.int64)
-        if lo == _LO and hi == _HI and not t.size:
-            return _empty_frame(ids, frame.attrs)
+        index = pd.DatetimeIndex(frame.index)
+        t = np.asarray(index.as_unit("us").asi8, dtype=np.int64)
+        if (lo == _LO or hi == _HI) and not t.size:
+            return _empty_frame(ids, {str(k): v for k, v in frame.attrs.items()})
         first = lo if lo != _LO else int(t[0])
         last = hi if hi != _HI else int(t[-1]) + 1
         edges = _bucket_edges(period, first, last, origin=None, tz=tz)
@@ -1319,6 +1317,7 @@ class SeriesStore:
         tenant: str = "",
         dataset_id: str | None = None,
         last_n: int | None = None,
+        limit: int | None = None,
         include_missing: bool = False,
     ) -> pd.Series:
         """The stored values of one attribute in ``[start, end)`` as a Series (UTC index).
@@ -1330,6 +1329,9 @@ class SeriesStore:
         last_n
             Only the last ``last_n`` values of the interval (NGSI-LD ``lastN``), in time order.
             Reads chunks newest first and stops as soon as it has them.
+        limit
+            Only the first ``limit`` values of the interval (a page of a long history; the next
+            page starts after the last instant returned).
         include_missing
             Keep the explicitly missing (NaN) values.
 
@@ -1341,8 +1343,9 @@ class SeriesStore:
         _check_key(entity_id, "entity id")
         _check_key(attribute, "attribute")
         lo, hi = _bounds(start, end)
-        if last_n is not None and (not isinstance(last_n, (int, np.integer)) or last_n < 1):
-            raise SeriesError(f"lastN {last_n!r} must be a positive integer")
+        for name, n in (("lastN", last_n), ("limit", limit)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+                raise SeriesError(f"{name} {n!r} must be a positive integer")
         ds = "" if dataset_id is None else dataset_id
         with self.engine.connect() as conn:
             if last_n is None:
@@ -1355,6 +1358,8 @@ class SeriesStore:
                 t, v = self._last(
                     conn, tenant, entity_id, attribute, ds, lo, hi, int(last_n), include_missing
                 )
+        if limit is not None:
+            t, v = t[:limit], v[:limit]
         return pd.Series(np.array(v, dtype="float64"), index=_utc_index(np.asarray(t)), name=entity_id)
 
     def _last(
@@ -1422,13 +1427,15 @@ class SeriesStore:
         tenant: str = "",
         dataset_id: str | None = None,
         last_n: int | None = None,
+        limit: int | None = None,
         include_missing: bool = False,
     ) -> Iterator[Instance]:
-        """Iterate the stored ``(time, value)`` instances of one attribute, oldest first.
+        """The stored ``(time, value)`` instances of one attribute, oldest first.
 
         The NGSI-LD temporal API's view: parameters as for :meth:`history` (``last_n`` =
-        ``lastN``, explicitly missing values skipped unless ``include_missing``). A value's
-        ``instanceId`` is :func:`instance_id` of its time.
+        ``lastN``, ``limit`` = page size, explicitly missing values skipped unless
+        ``include_missing``). A value's ``instanceId`` is :func:`instance_id` of its time. The
+        values are read (and bad arguments raise) when this is called, not when iterated.
         """
         h = self.history(
             entity_id,
@@ -1438,10 +1445,10 @@ class SeriesStore:
             tenant=tenant,
             dataset_id=dataset_id,
             last_n=last_n,
+            limit=limit,
             include_missing=include_missing,
         )
-        for ts, value in zip(h.index, h.to_numpy(), strict=True):
-            yield Instance(ts, float(value))
+        return (Instance(ts, float(value)) for ts, value in zip(h.index, h.to_numpy(), strict=True))
 
     # --- aggregation (NGSI-LD aggregatedValues) -----------------------------------------------------
     def aggregate(
@@ -1775,13 +1782,9 @@ class SeriesStore:
         """The catalogue: every series of ``tenant`` (optionally of one entity and/or attribute),
         ordered by entity id, attribute and datasetId."""
         s, c = series_table, chunks_table
-        counts = select(c.c.series_id, func.sum(c.c.n_valid).label("cnt")).group_by(c.c.series_id).subquery()
-        q = (
-            select(s, counts.c.cnt)
-            .select_from(s.outerjoin(counts, counts.c.series_id == s.c.id))
-            .where(s.c.tenant == tenant)
-            .order_by(s.c.entity_id, s.c.attr, s.c.dataset_id)
-        )
+        # Correlated per series: one PK range scan of its chunk statistics, not of the whole table.
+        count = select(func.sum(c.c.n_valid)).where(c.c.series_id == s.c.id).scalar_subquery().label("cnt")
+        q = select(s, count).where(s.c.tenant == tenant).order_by(s.c.entity_id, s.c.attr, s.c.dataset_id)
         if entity_id is not None:
             q = q.where(s.c.entity_id == entity_id)
         if attribute is not None:
@@ -1799,6 +1802,8 @@ class SeriesStore:
                 last=None if r.last_us is None else pd.Timestamp(int(r.last_us), unit="us", tz="UTC"),
                 count=int(r.cnt or 0),
                 chunk_span=pd.Timedelta(seconds=int(r.chunk_span_s)),
+                created=pd.Timestamp(int(r.created_us), unit="us", tz="UTC"),
+                modified=pd.Timestamp(int(r.modified_us), unit="us", tz="UTC"),
             )
             for r in rows
         ]
@@ -1838,7 +1843,9 @@ def _assemble(ids: list[str], parts: dict[str, list[_RawChunk]], lo: int, hi: in
     if not present:
         return _empty_frame(ids, {})
     sig0 = [_signature(ch) for ch in parts[present[0]]]
-    shared = all(len(parts[e]) == len(sig0) and [_signature(ch) for ch in parts[e]] == sig0 for e in present[1:])
+    shared = all(
+        len(parts[e]) == len(sig0) and [_signature(ch) for ch in parts[e]] == sig0 for e in present[1:]
+    )
     if shared:
         t_all = np.concatenate([_decode(*ch)[0] for ch in parts[present[0]]])
         a, b = (int(x) for x in np.searchsorted(t_all, [lo, hi], side="left"))

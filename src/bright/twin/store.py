@@ -77,7 +77,9 @@ class TwinStore:
         with self.engine.begin() as conn:
             yield conn
 
-    def _load(self, conn: Connection, tenant: str, eid: str, *, lock: bool = False) -> tuple[int, dict] | None:
+    def _load(
+        self, conn: Connection, tenant: str, eid: str, *, lock: bool = False
+    ) -> tuple[int, dict] | None:
         stmt = select(entities.c.pk, entities.c.doc).where(
             entities.c.tenant == tenant, entities.c.id == eid, entities.c.deleted_at.is_(None)
         )
@@ -133,9 +135,7 @@ class TwinStore:
 
     def delete(self, tenant: str, eid: str) -> None:
         with self.engine.begin() as conn:
-            res = conn.execute(
-                delete(entities).where(entities.c.tenant == tenant, entities.c.id == eid)
-            )
+            res = conn.execute(delete(entities).where(entities.c.tenant == tenant, entities.c.id == eid))
             if res.rowcount == 0:
                 raise ResourceNotFound(f"entity {eid} not found")
 
@@ -253,7 +253,8 @@ class TwinStore:
                 conn.execute(insert(table), chunk)
 
     # --- queries --------------------------------------------------------------------------------
-    def _where(self, tenant: str, eq: EntityQuery) -> list[ColumnElement[bool]]:
+    def _where(self, tenant: str, eq: EntityQuery, conn: Connection) -> list[ColumnElement[bool]]:
+        """SQL conditions of ``eq``; ``conn`` lets the query engine probe term selectivity first."""
         conds: list[ColumnElement[bool]] = [entities.c.tenant == tenant, entities.c.deleted_at.is_(None)]
         if eq.ids:
             conds.append(entities.c.id.in_(list(eq.ids)))
@@ -261,12 +262,14 @@ class TwinStore:
             try:
                 re.compile(eq.id_pattern)
             except re.error as exc:
-                raise BadRequestData(f"idPattern {eq.id_pattern!r} is not a valid regular expression: {exc}") from None
+                raise BadRequestData(
+                    f"idPattern {eq.id_pattern!r} is not a valid regular expression: {exc}"
+                ) from None
             conds.append(entities.c.id.regexp_match(eq.id_pattern))
         if eq.type_query is not None:
-            conds.append(query.type_filter(eq.type_query, eq.expand))
+            conds.append(query.type_filter(eq.type_query, eq.expand, connection=conn))
         if eq.q is not None:
-            conds.append(query.q_filter(eq.q, eq.expand))
+            conds.append(query.q_filter(eq.q, eq.expand, connection=conn))
         if eq.scope_q is not None:
             conds.append(query.scope_filter(eq.scope_q))
         if eq.attrs:
@@ -275,12 +278,18 @@ class TwinStore:
             )
         return conds
 
-    def query(self, tenant: str, eq: EntityQuery, *, count: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+    def query(
+        self, tenant: str, eq: EntityQuery, *, count: bool = False
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Entities matching ``eq`` (one page, in creation order) and, if asked, the total count."""
-        conds = self._where(tenant, eq)
         with self.engine.connect() as conn:
+            conds = self._where(tenant, eq, conn)
             if eq.geo is not None:
-                pks = list(geo.refine(eq.geo, conn.execute(geo.geo_candidates(eq.geo, select(entities.c.pk).where(*conds)))))
+                pks = list(
+                    geo.refine(
+                        eq.geo, conn.execute(geo.geo_candidates(eq.geo, select(entities.c.pk).where(*conds)))
+                    )
+                )
                 conds.append(entities.c.pk.in_(pks) if pks else entities.c.pk.is_(None))
             total = None
             if count:
@@ -288,17 +297,25 @@ class TwinStore:
             docs: list[dict[str, Any]] = []
             if eq.limit > 0:
                 rows = conn.execute(
-                    select(entities.c.doc).where(*conds).order_by(entities.c.pk).limit(eq.limit).offset(eq.offset)
+                    select(entities.c.doc)
+                    .where(*conds)
+                    .order_by(entities.c.pk)
+                    .limit(eq.limit)
+                    .offset(eq.offset)
                 )
                 docs = [r[0] for r in rows]
         return docs, total
 
     def delete_matching(self, tenant: str, eq: EntityQuery) -> int:
         """Delete every entity matching ``eq`` (purge); returns how many were deleted."""
-        conds = self._where(tenant, eq)
         with self.engine.begin() as conn:
+            conds = self._where(tenant, eq, conn)
             if eq.geo is not None:
-                pks = list(geo.refine(eq.geo, conn.execute(geo.geo_candidates(eq.geo, select(entities.c.pk).where(*conds)))))
+                pks = list(
+                    geo.refine(
+                        eq.geo, conn.execute(geo.geo_candidates(eq.geo, select(entities.c.pk).where(*conds)))
+                    )
+                )
                 conds.append(entities.c.pk.in_(pks) if pks else entities.c.pk.is_(None))
             res = conn.execute(delete(entities).where(entities.c.pk.in_(select(entities.c.pk).where(*conds))))
             return int(res.rowcount or 0)
@@ -307,7 +324,10 @@ class TwinStore:
         if tenant == "":
             return True
         with self.engine.connect() as conn:
-            return conn.execute(select(entities.c.pk).where(entities.c.tenant == tenant).limit(1)).first() is not None
+            return (
+                conn.execute(select(entities.c.pk).where(entities.c.tenant == tenant).limit(1)).first()
+                is not None
+            )
 
     def tenants(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -345,7 +365,9 @@ class TwinStore:
             docs = conn.execute(
                 select(entities.c.doc)
                 .where(entities.c.tenant == tenant)
-                .where(exists().where(entity_types.c.entity_pk == entities.c.pk, entity_types.c.type == type_iri))
+                .where(
+                    exists().where(entity_types.c.entity_pk == entities.c.pk, entity_types.c.type == type_iri)
+                )
             ).scalars()
             attrs: dict[str, set[str]] = {}
             for d in docs:

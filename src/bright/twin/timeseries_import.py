@@ -395,7 +395,7 @@ def _numbers(
         norm = norm.str.replace(thousands, "", regex=False)
     if decimal != ".":
         norm = norm.str.replace(decimal, ".", regex=False)
-    v = pd.to_numeric(norm, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    v = np.array(pd.to_numeric(norm, errors="coerce").to_numpy(dtype="float64", na_value=np.nan))
     bad = ~missing & (np.isnan(v) | np.isinf(v))
     v[bad] = np.nan
     return v, missing, bad
@@ -474,6 +474,16 @@ def parse_csv(
     report = ImportReport(source=name, unit_code=unit_code)
     lines = text.split("\n")
     try:
+        header = pd.read_csv(io.StringIO(text), sep=sep, skiprows=skiprows, nrows=0).columns
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SeriesError(f"{name}: not a readable CSV ({exc})") from exc
+    if time_column not in header:
+        raise SeriesError(f"{name}: no time column {time_column!r} (columns: {', '.join(map(str, header))})")
+    mapping = dict(columns) if columns is not None else {c: c for c in header if c != time_column}
+    absent = [c for c in mapping if c not in header]
+    if absent:
+        raise SeriesError(f"{name}: column(s) {absent} not in the file")
+    try:
         df = pd.read_csv(
             io.StringIO(text),
             sep=sep,
@@ -481,25 +491,18 @@ def parse_csv(
             thousands=thousands,
             skiprows=skiprows,
             skip_blank_lines=False,
+            usecols=[time_column, *mapping],
             dtype={time_column: str},
             keep_default_na=False,
             na_values=[""],
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, ValueError) as exc:
         raise SeriesError(f"{name}: not a readable CSV ({exc})") from exc
-    if time_column not in df.columns:
-        raise SeriesError(
-            f"{name}: no time column {time_column!r} (columns: {', '.join(map(str, df.columns))})"
-        )
-    mapping = dict(columns) if columns is not None else {c: c for c in df.columns if c != time_column}
-    absent = [c for c in mapping if c not in df.columns]
-    if absent:
-        raise SeriesError(f"{name}: column(s) {absent} not in the file")
     if len(set(mapping.values())) != len(mapping):
         raise SeriesError(f"{name}: two columns map to the same entity id")
     first_line = skiprows + 2  # 1-based line of the first data row
     line_no = first_line + np.arange(len(df))
-    blank = df.isna().all(axis=1).to_numpy()
+    blank = np.array(df.isna().all(axis=1).to_numpy(), dtype=bool)
     for i in np.flatnonzero(blank):  # an all-empty row is blank only if its line is (not ';;;')
         blank[i] = not _line(lines, int(line_no[i])).strip()
     report.blank_lines = int(blank.sum())
@@ -719,17 +722,19 @@ def parse_dso_export(
         reasons[new] = why if isinstance(why, str) else why[new]
         rcol[new] = column
 
-    ean = df[cols["ean"]].str.strip().to_numpy(dtype=object)
-    ok_ean = {e: _gsrn_ok(e) for e in pd.unique(ean)}
+    ean_s = df[cols["ean"]].str.strip()
+    ean = ean_s.to_numpy(dtype=object)
+    ok_ean = {e: _gsrn_ok(e) for e in pd.unique(ean)}  # per distinct EAN, mapped back vectorised
     reject(
-        ~np.array([ok_ean[e] for e in ean], dtype=bool),
+        ~ean_s.map(ok_ean).to_numpy(dtype=bool),
         cols["ean"],
         "EAN is not an 18-digit GSRN with a valid check digit",
     )
-    reg_raw = df[cols["register"]].str.strip().str.lower().to_numpy(dtype=object)
+    reg_s = df[cols["register"]].str.strip().str.lower()
+    reg_raw = reg_s.to_numpy(dtype=object)
     dir_of = {r: _direction(r) for r in pd.unique(reg_raw)}
-    direction = np.array([dir_of[r] for r in reg_raw], dtype=object)
-    reject(direction == None, cols["register"], "unknown register (offtake/injection expected)")  # noqa: E711
+    direction = reg_s.map(dir_of).to_numpy(dtype=object)
+    reject(pd.isna(direction), cols["register"], "unknown register (offtake/injection expected)")
     dates = df[cols["date"]].str.strip()
     formats = [date_format] if date_format else ["%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y-%m-%d"]
     sample = next((d for d in dates if d), "")
@@ -745,7 +750,7 @@ def parse_dso_export(
         dates + " " + df[cols["start"]].str.strip(), format=fmt + " %H:%M", errors="coerce"
     )
     reject(start_local.isna().to_numpy(), cols["start"], f"date/start time not in {fmt} HH:MM")
-    groups = np.array([f"{e}|{r}" for e, r in zip(ean, reg_raw, strict=True)], dtype=object)
+    groups = (ean_s + "|" + reg_s).to_numpy(dtype=object)
     good = reasons == None  # noqa: E711
     utc = np.full(len(df), np.datetime64("NaT"), dtype="datetime64[us]")
     if good.any():
@@ -763,7 +768,9 @@ def parse_dso_export(
     exp_min = expected.hour * 60 + expected.minute
     got_min = (end_hm.dt.hour * 60 + end_hm.dt.minute).to_numpy(dtype="float64", na_value=np.nan)
     bad_end = good & ~(got_min == np.asarray(exp_min, dtype="float64"))
-    reject(bad_end, cols["end"], f"end time is not {step} after the start")
+    reject(
+        bad_end, cols["end"], f"end time is not {step / pd.Timedelta(minutes=1):g} minutes after the start"
+    )
     # Volumes.
     v, missing, bad = _numbers(df[cols["volume"]], decimal, None)
     reject(bad, cols["volume"], "volume is not a finite number")
@@ -793,14 +800,11 @@ def parse_dso_export(
         }
     )
     # Day/night registers of one direction: one value per quarter-hour (NaN if any part is missing).
-    frame = (
-        frame.groupby(["entity_id", "attribute", "time"], sort=True)
-        .agg(
-            value=("value", lambda s: s.sum(min_count=len(s)) if s.notna().all() else np.nan),
-            line=("line", "min"),
-        )
-        .reset_index()
-    )
+    keys = ["entity_id", "attribute", "time"]
+    grouped = frame.assign(nan=frame["value"].isna()).groupby(keys, sort=True)
+    summed = grouped.agg(value=("value", "sum"), nan=("nan", "sum"), line=("line", "min")).reset_index()
+    summed.loc[summed["nan"] > 0, "value"] = np.nan
+    frame = summed.drop(columns="nan")
     frame["time"] = pd.DatetimeIndex(frame["time"]).tz_localize("UTC")
     _finish_report(report, utc[good])
     return ParsedSeries(frame=frame, unit_code="KWH", kind="energy", report=report)

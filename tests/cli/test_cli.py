@@ -1,0 +1,51 @@
+"""The bright command line: import files, build the demo community."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bright.cli import app
+from bright.twin.db import make_engine
+from bright.twin.service import TwinService
+
+runner = CliRunner()
+
+
+def test_import_upserts_and_reports_rejects(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    good = [{"id": f"urn:ngsi-ld:Meter:{i}", "type": "Meter", "offtake": {"type": "Property", "value": i}} for i in range(50)]
+    path = tmp_path / "meters.json"
+    path.write_text(json.dumps(good))
+    graph = tmp_path / "graph.jsonld"
+    graph.write_text(json.dumps({"@context": "https://w3id.org/bright/context.jsonld",
+                                 "@graph": [{"id": "urn:ngsi-ld:Meter:x", "type": "Meter",
+                                             "accessPointId": {"type": "Property", "value": "541448000000000009"}}]}))
+    res = runner.invoke(app, ["import", str(path), str(graph), "--database", db, "--batch", "20"])
+    assert res.exit_code == 0, res.output
+    assert "imported 51 entities, rejected 0" in res.output
+    svc = TwinService(make_engine(db))
+    assert svc.store.get("", "urn:ngsi-ld:Meter:49") is not None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "urn:ngsi-ld:Meter:y", "type": "Meter"}\n{"id": "not a uri", "type": "Meter"}\n')
+    res = runner.invoke(app, ["import", str(bad), "--database", db])
+    assert res.exit_code == 1
+    assert "rejected" in res.output and "not a uri" in res.output
+    assert svc.store.get("", "urn:ngsi-ld:Meter:y") is not None
+
+
+def test_demo_builds_a_valid_community(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    res = runner.invoke(app, ["demo", "--no-serve", "--database", db])
+    assert res.exit_code == 0, res.output
+    svc = TwinService(make_engine(db))
+    ctx = svc.resolve_context("https://w3id.org/bright/context.jsonld")
+    from bright.twin.store import EntityQuery
+
+    members, _ = svc.store.query("", EntityQuery(type_query=None, limit=100, ids=None,
+                                                  attrs=[ctx.expand("memberOf")]))
+    assert len(members) == 14
+    school = [d for d in members if d["id"].endswith(":school")][0]
+    assert school["attrs"][ctx.expand("annualConsumption")][0]["value"] == 60_000
