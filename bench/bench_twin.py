@@ -40,10 +40,19 @@ def entity(i: int) -> dict:
         "type": "Meter",
         "accessPointId": {"type": "Property", "value": f"{541448000000000000 + i}"},
         "locality": {"type": "Property", "value": "lv_cabin"},
-        "offtake": {"type": "Property", "value": (i * 7919) % 1000 / 10.0, "unitCode": "KWH",
-                    "observedAt": "2026-11-01T00:00:00Z"},
-        "location": {"type": "GeoProperty",
-                     "value": {"type": "Point", "coordinates": [4.30 + (i % 300) * 0.0005, 50.80 + (i // 300) * 0.0005]}},
+        "offtake": {
+            "type": "Property",
+            "value": (i * 7919) % 1000 / 10.0,
+            "unitCode": "KWH",
+            "observedAt": "2026-11-01T00:00:00Z",
+        },
+        "location": {
+            "type": "GeoProperty",
+            "value": {
+                "type": "Point",
+                "coordinates": [4.30 + (i % 300) * 0.0005, 50.80 + (i // 300) * 0.0005],
+            },
+        },
         "memberOf": {"type": "Relationship", "object": "urn:ngsi-ld:EnergyCommunity:bench"},
     }
 
@@ -52,8 +61,18 @@ def start(url: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "BRIGHT_DATABASE_URL": url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "bright.api.app:app_from_env", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bright.api.app:app_from_env",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
@@ -106,7 +125,9 @@ def run(backend: str) -> list[tuple[str, str, str, str]]:
             for i in range(0, 10_000, 1000):
                 cl.post("/ngsi-ld/v1/entityOperations/upsert", json=ents[i : i + 1000])
             rate = 10_000 / (time.perf_counter() - t0)
-            rows.append((backend, "batch upsert 10,000 existing entities", f"{rate:,.0f} entities/s", ">= 5,000"))
+            rows.append(
+                (backend, "batch upsert 10,000 existing entities", f"{rate:,.0f} entities/s", ">= 5,000")
+            )
             for i in range(10_000, 100_000, 2000):
                 cl.post("/ngsi-ld/v1/entityOperations/upsert", json=ents[i : i + 2000])
             # 2. query over 100,000
@@ -117,8 +138,14 @@ def run(backend: str) -> list[tuple[str, str, str, str]]:
                 r = cl.get("/ngsi-ld/v1/entities", params={"type": "Meter", "q": f"offtake>{x}", "limit": 10})
                 samples.append(time.perf_counter() - t0)
                 assert r.status_code == 200 and len(r.json()) == 10, r.text
-            rows.append((backend, "GET type=Meter&q=offtake>x, 100k entities, page 10", f"p50 {p50(samples):.1f} ms",
-                         "<= 50 ms"))
+            rows.append(
+                (
+                    backend,
+                    "GET type=Meter&q=offtake>x, 100k entities, page 10",
+                    f"p50 {p50(samples):.1f} ms",
+                    "<= 50 ms",
+                )
+            )
             # 3. retrieve one
             samples = []
             for k in range(300):

@@ -17,7 +17,9 @@ console = Console()
 
 DatabaseOpt = Annotated[
     str | None,
-    typer.Option("--database", "-d", help="Database URL (default sqlite:///bright.db; env BRIGHT_DATABASE_URL)"),
+    typer.Option(
+        "--database", "-d", help="Database URL (default sqlite:///bright.db; env BRIGHT_DATABASE_URL)"
+    ),
 ]
 
 
@@ -68,7 +70,11 @@ def import_(
     service = TwinService(make_engine(settings.database_url), settings)
     total_ok, total_err = 0, 0
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     ) as progress:
         for path in files:
             if not path.is_file():
@@ -115,7 +121,9 @@ def demo(
         community = build_demo_community(municipality)
         engine = make_engine(settings.database_url)
         service = TwinService(engine, settings)
-        res = service.batch_upsert("", community.entities, service.resolve_context(community.entities[0]["@context"]))
+        res = service.batch_upsert(
+            "", community.entities, service.resolve_context(community.entities[0]["@context"])
+        )
     if res["errors"]:
         for err in res["errors"]:
             console.print(f"[red]rejected[/red] {err['entityId']}: {err['error']['detail']}")
@@ -124,8 +132,16 @@ def demo(
     for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
         table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")
     for m in community.members:
-        table.add_row(m.name, m.category, m.profile, f"{m.annual_kwh:,.0f}", f"{m.pv_kwp:g}", f"{m.battery_kwh:g}",
-                      f"{m.ev_charger_kw:g}", m.locality)
+        table.add_row(
+            m.name,
+            m.category,
+            m.profile,
+            f"{m.annual_kwh:,.0f}",
+            f"{m.pv_kwp:g}",
+            f"{m.battery_kwh:g}",
+            f"{m.ev_charger_kw:g}",
+            m.locality,
+        )
     console.print(table)
     school = community.school
     console.print(
@@ -134,8 +150,10 @@ def demo(
     )
     engine.dispose()
     if serve_after:
-        console.print(f"open http://{host}:{port}/ngsi-ld/v1/entities?type=EnergyProsumer&options=keyValues "
-                      f"(Link: the BRIGHT @context) or http://{host}:{port}/docs")
+        console.print(
+            f"open http://{host}:{port}/ngsi-ld/v1/entities?type=EnergyProsumer&options=keyValues "
+            f"(Link: the BRIGHT @context) or http://{host}:{port}/docs"
+        )
         serve(host=host, port=port, database=database, workers=1)
 
 

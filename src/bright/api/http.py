@@ -74,7 +74,9 @@ def check_content_type(request: Request, *, patch: bool = False) -> str:
     mt = media_type(request)
     allowed = {JSON, JSON_LD} | ({MERGE_PATCH} if patch else set())
     if mt not in allowed:
-        raise UnsupportedMediaType(f"Content-Type {mt or '(none)'!r} is not supported; use {', '.join(sorted(allowed))}")
+        raise UnsupportedMediaType(
+            f"Content-Type {mt or '(none)'!r} is not supported; use {', '.join(sorted(allowed))}"
+        )
     return mt
 
 
@@ -95,20 +97,16 @@ def accept(request: Request, *, geo: bool = True) -> str:
                     q = float(b[2:])
                 except ValueError:
                     q = 0.0
-        cands = (
-            offers
-            if mt in ("*/*", "application/*")
-            else [mt]
-            if mt in offers
-            else []
-        )
+        cands = offers if mt in ("*/*", "application/*") else [mt] if mt in offers else []
         for c in cands:
             if q > best_q or (q == best_q and best in (None,) and c == JSON):
                 best, best_q = c, q
         if mt in ("*/*", "application/*") and q >= best_q and q > 0:
             best, best_q = JSON, q
     if best is None or best_q <= 0:
-        raise NotAcceptable(f"none of the accepted media types ({header}) can be produced; use {', '.join(offers)}")
+        raise NotAcceptable(
+            f"none of the accepted media types ({header}) can be produced; use {', '.join(offers)}"
+        )
     return best
 
 

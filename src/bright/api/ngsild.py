@@ -26,7 +26,13 @@ from bright.api.http import (
 from bright.twin.context import CORE_CONTEXT_URL, ActiveContext
 from bright.twin.entities import RenderOptions, check_entity_id, check_name, linked_ids, render_entity
 from bright.twin.projection import parse_projection
-from bright.twin.errors import BadRequestData, InvalidRequest, NgsiLdError, OperationNotSupported, ResourceNotFound
+from bright.twin.errors import (
+    BadRequestData,
+    InvalidRequest,
+    NgsiLdError,
+    OperationNotSupported,
+    ResourceNotFound,
+)
 from bright.twin.service import TwinService
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
@@ -93,21 +99,78 @@ def request_context(request: Request, body: Any = None) -> Ctx:
             return Ctx(raw if isinstance(raw, str) else None, raw, service.resolve_context(raw))
         for b in bodies:
             if isinstance(b, dict) and "@context" in b:
-                raise BadRequestData("@context in a body is only allowed with Content-Type application/ld+json")
+                raise BadRequestData(
+                    "@context in a body is only allowed with Content-Type application/ld+json"
+                )
     return Ctx(link, link, service.resolve_context(link))
 
 
 QUERY_PARAMS = {
-    "type", "id", "idPattern", "q", "scopeQ", "attrs", "pick", "omit", "georel", "geometry", "coordinates",
-    "geoproperty", "geometryProperty", "lang", "options", "format", "limit", "offset", "count", "csf", "local",
-    "datasetId", "join", "joinLevel", "containedBy", "entityMap", "expandValues", "orderBy", "collation", "via",
+    "type",
+    "id",
+    "idPattern",
+    "q",
+    "scopeQ",
+    "attrs",
+    "pick",
+    "omit",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "geometryProperty",
+    "lang",
+    "options",
+    "format",
+    "limit",
+    "offset",
+    "count",
+    "csf",
+    "local",
+    "datasetId",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "expandValues",
+    "orderBy",
+    "collation",
+    "via",
 }
 RETRIEVE_PARAMS = {
-    "type", "attrs", "pick", "omit", "geometryProperty", "lang", "options", "format", "local", "datasetId",
-    "join", "joinLevel", "containedBy", "entityMap", "expandValues", "via",
+    "type",
+    "attrs",
+    "pick",
+    "omit",
+    "geometryProperty",
+    "lang",
+    "options",
+    "format",
+    "local",
+    "datasetId",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "expandValues",
+    "via",
 }
-PURGE_PARAMS = {"type", "id", "idPattern", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty",
-                "drop", "keep", "local", "csf", "via"}
+PURGE_PARAMS = {
+    "type",
+    "id",
+    "idPattern",
+    "q",
+    "scopeQ",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "drop",
+    "keep",
+    "local",
+    "csf",
+    "via",
+}
 WRITE_PARAMS = {"options", "local", "via"}
 ATTR_PARAMS = {"options", "datasetId", "deleteAll", "lang", "local", "via"}
 DISCOVERY_PARAMS = {"details", "local", "via"}
@@ -143,7 +206,9 @@ class Params:
         return bool(self.getlist(name))
 
 
-def render_options(request: Request, active: ActiveContext, body: dict[str, Any] | None = None) -> RenderOptions:
+def render_options(
+    request: Request, active: ActiveContext, body: dict[str, Any] | None = None
+) -> RenderOptions:
     """Representation options from the query (and a POST query body): format, attrs, pick/omit, joins."""
     params = Params(request, body)
     opts = {o.strip() for v in params.getlist("options") for o in v.split(",") if o.strip()}
@@ -234,7 +299,9 @@ def respond_entities(
     return json_response(out, media=media, context_url=ctx.response_url, headers=headers)
 
 
-def render_with_joins(request: Request, docs: list[dict[str, Any]], ctx: Ctx, opts: RenderOptions) -> list[Any]:
+def render_with_joins(
+    request: Request, docs: list[dict[str, Any]], ctx: Ctx, opts: RenderOptions
+) -> list[Any]:
     """Render entities with ``join=inline`` (linked entities nested) or ``flat`` (listed after).
 
     With ``flat``, linked entities are followed only through the Relationships the projection
@@ -468,7 +535,9 @@ async def merge_entity(request: Request, entity_id: str) -> Response:
 @router.delete("/entities/{entity_id:path}", status_code=204, openapi_extra=oa.PLAIN)
 def delete_entity(request: Request, entity_id: str) -> Response:
     if entity_id.endswith("/attrs"):
-        raise OperationNotSupported("DELETE needs an attribute name: /entities/{id}/attrs/{attrId}", status=405)
+        raise OperationNotSupported(
+            "DELETE needs an attribute name: /entities/{id}/attrs/{attrId}", status=405
+        )
     allowed(request, WRITE_PARAMS)
     check_entity_id(entity_id)
     svc(request).delete_entity(tenant_of(request), entity_id)
@@ -494,7 +563,9 @@ def batch_contexts(request: Request, body: list[Any]) -> tuple[Ctx, list[Any]]:
         elif is_ld and "@context" not in item:
             out.append(BadRequestData("a JSON-LD (application/ld+json) item must contain @context"))
         elif not is_ld and "@context" in item:
-            out.append(BadRequestData("@context in a body is only allowed with Content-Type application/ld+json"))
+            out.append(
+                BadRequestData("@context in a body is only allowed with Content-Type application/ld+json")
+            )
         elif is_ld:
             try:
                 out.append(service.resolve_context(item["@context"]))
@@ -537,7 +608,9 @@ async def batch_operation(request: Request, operation: str) -> Response:
     if not body:
         raise BadRequestData("a batch operation needs at least one item")
     allowed(request, WRITE_PARAMS)
-    ctx, contexts = batch_contexts(request, body) if operation != "delete" else (request_context(request), None)
+    ctx, contexts = (
+        batch_contexts(request, body) if operation != "delete" else (request_context(request), None)
+    )
     opts = {o for v in request.query_params.getlist("options") for o in v.split(",")}
     tenant = tenant_of(request)
     if operation == "create":
@@ -551,7 +624,9 @@ async def batch_operation(request: Request, operation: str) -> Response:
             return json_response(created, status=201) if created else Response(status_code=204)
         res.pop("created", None)
     elif operation == "update":
-        res = service.batch_update(tenant, body, ctx.active, no_overwrite="noOverwrite" in opts, contexts=contexts)
+        res = service.batch_update(
+            tenant, body, ctx.active, no_overwrite="noOverwrite" in opts, contexts=contexts
+        )
         if not res["errors"]:
             return Response(status_code=204)
     elif operation == "merge":
@@ -580,14 +655,18 @@ def list_types(request: Request) -> Response:
     allowed(request, DISCOVERY_PARAMS)
     ctx = request_context(request)
     details = request.query_params.get("details", "false").lower() == "true"
-    return _discovery_response(request, svc(request).types(tenant_of(request), ctx.active, details=details), ctx)
+    return _discovery_response(
+        request, svc(request).types(tenant_of(request), ctx.active, details=details), ctx
+    )
 
 
 @router.get("/types/{type_name:path}")
 def type_info(request: Request, type_name: str) -> Response:
     allowed(request, DISCOVERY_PARAMS)
     ctx = request_context(request)
-    return _discovery_response(request, svc(request).type_info(tenant_of(request), type_name, ctx.active), ctx)
+    return _discovery_response(
+        request, svc(request).type_info(tenant_of(request), type_name, ctx.active), ctx
+    )
 
 
 @router.get("/attributes")
@@ -603,7 +682,9 @@ def list_attributes(request: Request) -> Response:
 def attribute_info(request: Request, attr: str) -> Response:
     allowed(request, DISCOVERY_PARAMS)
     ctx = request_context(request)
-    return _discovery_response(request, svc(request).attribute_info(tenant_of(request), attr, ctx.active), ctx)
+    return _discovery_response(
+        request, svc(request).attribute_info(tenant_of(request), attr, ctx.active), ctx
+    )
 
 
 # --- @contexts ------------------------------------------------------------------------------------

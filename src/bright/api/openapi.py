@@ -13,8 +13,16 @@ ATTRIBUTE = {
             "properties": {
                 "type": {
                     "type": "string",
-                    "enum": ["Property", "Relationship", "GeoProperty", "LanguageProperty", "VocabProperty",
-                             "JsonProperty", "ListProperty", "ListRelationship"],
+                    "enum": [
+                        "Property",
+                        "Relationship",
+                        "GeoProperty",
+                        "LanguageProperty",
+                        "VocabProperty",
+                        "JsonProperty",
+                        "ListProperty",
+                        "ListRelationship",
+                    ],
                 },
                 "value": {},
                 "object": {"type": "string"},
@@ -75,17 +83,25 @@ QUERY_PARAMS = [
     _q("type", {"type": "string"}, "Entity type expression (A,B | (A;B)|C)"),
     _q("id", {"type": "string"}, "Comma-separated entity ids"),
     _q("idPattern", {"type": "string"}, "Regular expression over entity ids"),
-    _q("q", {"type": "string"}, "NGSI-LD query language, e.g. offtake>0.5;locality==\"lv_cabin\""),
+    _q("q", {"type": "string"}, 'NGSI-LD query language, e.g. offtake>0.5;locality=="lv_cabin"'),
     _q("scopeQ", {"type": "string"}, "Scope query, e.g. /Brussels/#"),
     _q("attrs", {"type": "string"}, "Attributes to return (and entities having one of them)"),
     _q("pick", {"type": "string"}, "Projection of members to keep"),
     _q("omit", {"type": "string"}, "Projection of members to drop"),
-    _q("georel", {"type": "string"}, "near;maxDistance==m, within, contains, intersects, disjoint, equals, overlaps"),
+    _q(
+        "georel",
+        {"type": "string"},
+        "near;maxDistance==m, within, contains, intersects, disjoint, equals, overlaps",
+    ),
     _q("geometry", {"type": "string"}, "Point, LineString, Polygon, Multi*"),
     _q("coordinates", {"type": "string"}, "GeoJSON coordinates, e.g. [4.35,50.85]"),
     _q("geoproperty", {"type": "string"}, "GeoProperty to test (default location)"),
     _q("options", {"type": "string"}, "keyValues, concise, sysAttrs"),
-    _q("format", {"type": "string", "enum": ["normalized", "concise", "keyValues", "simplified"]}, "Representation"),
+    _q(
+        "format",
+        {"type": "string", "enum": ["normalized", "concise", "keyValues", "simplified"]},
+        "Representation",
+    ),
     _q("limit", {"type": "integer", "minimum": 0, "maximum": 1000}, "Page size (default 20)"),
     _q("offset", {"type": "integer", "minimum": 0}, "Page start"),
     _q("count", {"type": "boolean"}, "Return NGSILD-Results-Count"),
@@ -95,8 +111,11 @@ QUERY_PARAMS = [
     _q("orderBy", {"type": "string"}, "Sort members, e.g. name;desc,id"),
     _q("local", {"type": "boolean"}, "Local entities only"),
 ]
-RETRIEVE_PARAMS = [p for p in QUERY_PARAMS if p["name"] in {"attrs", "pick", "omit", "options", "format", "lang",
-                                                             "join", "joinLevel", "local"}]
+RETRIEVE_PARAMS = [
+    p
+    for p in QUERY_PARAMS
+    if p["name"] in {"attrs", "pick", "omit", "options", "format", "lang", "join", "joinLevel", "local"}
+]
 
 
 def entity_path_param() -> dict[str, Any]:

@@ -85,8 +85,18 @@ def default_members(seed: int = 7) -> list[Member]:
     rng = np.random.default_rng(seed)
     household_profiles = ["H0-A", "H0-B", "H0-C", "H0-G", "H0-H", "H0-L", "UCI"]
     members = [
-        Member("school", "School", "prosumer", "school", "G1-A", 60_000, pv_kwp=80, battery_kwh=60,
-               ev_charger_kw=22, locality="lv_cabin"),
+        Member(
+            "school",
+            "School",
+            "prosumer",
+            "school",
+            "G1-A",
+            60_000,
+            pv_kwp=80,
+            battery_kwh=60,
+            ev_charger_kw=22,
+            locality="lv_cabin",
+        ),
         Member("bakery", "Bakery", "consumer", "commercial", "G5-A", 25_000, locality="lv_cabin"),
     ]
     for i in range(12):
@@ -124,8 +134,9 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
     return {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]}}
 
 
-def community_entities(community_key: str, name: str, school: dict[str, Any], members: list[Member],
-                       seed: int = 7) -> list[dict[str, Any]]:
+def community_entities(
+    community_key: str, name: str, school: dict[str, Any], members: list[Member], seed: int = 7
+) -> list[dict[str, Any]]:
     """NGSI-LD entities (normalized, BRIGHT @context) of a community and its members' assets."""
     rng = np.random.default_rng(seed)
     cid = f"urn:ngsi-ld:EnergyCommunity:{community_key}"
@@ -134,8 +145,11 @@ def community_entities(community_key: str, name: str, school: dict[str, Any], me
     member_ids = []
     for n, m in enumerate(members):
         # Homes within ~300 m of the school (about 0.004 deg of latitude).
-        lon, lat = (lon0, lat0) if m.category == "school" else (
-            lon0 + float(rng.uniform(-0.004, 0.004)), lat0 + float(rng.uniform(-0.003, 0.003)))
+        lon, lat = (
+            (lon0, lat0)
+            if m.category == "school"
+            else (lon0 + float(rng.uniform(-0.004, 0.004)), lat0 + float(rng.uniform(-0.003, 0.003)))
+        )
         pid = f"urn:ngsi-ld:EnergyProsumer:{community_key}:{m.key}"
         bid = f"urn:ngsi-ld:Building:{community_key}:{m.key}"
         mid = f"urn:ngsi-ld:Meter:{community_key}:{m.key}"
@@ -149,40 +163,71 @@ def community_entities(community_key: str, name: str, school: dict[str, Any], me
             "location": _point(lon, lat),
         }
         if m.category == "school":
-            building["address"] = _prop({"streetAddress": school["address"], "postalCode": school["postcode"],
-                                         "addressLocality": school["municipality"], "addressCountry": "BE"})
+            building["address"] = _prop(
+                {
+                    "streetAddress": school["address"],
+                    "postalCode": school["postcode"],
+                    "addressLocality": school["municipality"],
+                    "addressCountry": "BE",
+                }
+            )
         ents.append(building)
-        ents.append({
-            "id": mid,
-            "type": "Meter",
-            "accessPointId": _prop(ean),
-            "meterType": _prop("smart"),
-            "locality": _prop(m.locality),
-            "locatedIn": _rel(bid),
-        })
+        ents.append(
+            {
+                "id": mid,
+                "type": "Meter",
+                "accessPointId": _prop(ean),
+                "meterType": _prop("smart"),
+                "locality": _prop(m.locality),
+                "locatedIn": _rel(bid),
+            }
+        )
         controls = []
         if m.pv_kwp:
             pv = f"urn:ngsi-ld:PhotovoltaicDevice:{community_key}:{m.key}"
             controls.append(pv)
-            ents.append({"id": pv, "type": "PhotovoltaicDevice", "peakPower": _prop(m.pv_kwp, "KWT"),
-                         "tilt": _prop(35 if m.category != "school" else 15),
-                         "azimuth": _prop(180), "locatedIn": _rel(bid)})
+            ents.append(
+                {
+                    "id": pv,
+                    "type": "PhotovoltaicDevice",
+                    "peakPower": _prop(m.pv_kwp, "KWT"),
+                    "tilt": _prop(35 if m.category != "school" else 15),
+                    "azimuth": _prop(180),
+                    "locatedIn": _rel(bid),
+                }
+            )
         if m.battery_kwh:
             bat = f"urn:ngsi-ld:Battery:{community_key}:{m.key}"
             controls.append(bat)
-            ents.append({"id": bat, "type": "Battery", "capacity": _prop(m.battery_kwh, "KWH"),
-                         "maxChargePower": _prop(round(m.battery_kwh / 2, 1), "KWT"),
-                         "maxDischargePower": _prop(round(m.battery_kwh / 2, 1), "KWT"),
-                         "roundTripEfficiency": _prop(0.9), "locatedIn": _rel(bid)})
+            ents.append(
+                {
+                    "id": bat,
+                    "type": "Battery",
+                    "capacity": _prop(m.battery_kwh, "KWH"),
+                    "maxChargePower": _prop(round(m.battery_kwh / 2, 1), "KWT"),
+                    "maxDischargePower": _prop(round(m.battery_kwh / 2, 1), "KWT"),
+                    "roundTripEfficiency": _prop(0.9),
+                    "locatedIn": _rel(bid),
+                }
+            )
         if m.ev_charger_kw:
             ev = f"urn:ngsi-ld:EVChargingStation:{community_key}:{m.key}"
             controls.append(ev)
-            ents.append({"id": ev, "type": "EVChargingStation", "chargingPower": _prop(m.ev_charger_kw, "KWT"),
-                         "numberOfSockets": _prop(2 if m.category == "school" else 1), "locatedIn": _rel(bid)})
+            ents.append(
+                {
+                    "id": ev,
+                    "type": "EVChargingStation",
+                    "chargingPower": _prop(m.ev_charger_kw, "KWT"),
+                    "numberOfSockets": _prop(2 if m.category == "school" else 1),
+                    "locatedIn": _rel(bid),
+                }
+            )
         if m.heat_pump_kw:
             hp = f"urn:ngsi-ld:HeatPump:{community_key}:{m.key}"
             controls.append(hp)
-            ents.append({"id": hp, "type": "HeatPump", "power": _prop(m.heat_pump_kw, "KWT"), "locatedIn": _rel(bid)})
+            ents.append(
+                {"id": hp, "type": "HeatPump", "power": _prop(m.heat_pump_kw, "KWT"), "locatedIn": _rel(bid)}
+            )
         prosumer: dict[str, Any] = {
             "id": pid,
             "type": "EnergyProsumer",
@@ -195,21 +240,27 @@ def community_entities(community_key: str, name: str, school: dict[str, Any], me
             "represents": _rel(bid),
         }
         if controls:
-            prosumer["controls"] = _rel(controls[0]) if len(controls) == 1 else {"type": "Relationship",
-                                                                                  "object": controls}
+            prosumer["controls"] = (
+                _rel(controls[0]) if len(controls) == 1 else {"type": "Relationship", "object": controls}
+            )
         ents.append(prosumer)
-    ents.insert(0, {
-        "id": cid,
-        "type": "EnergyCommunity",
-        "name": _prop(name),
-        "description": _prop(f"Renewable energy community around {school['name']} ({school['municipality']})"),
-        "communityType": _prop("RenewableEnergyCommunity"),
-        "legalForm": _prop("REC"),
-        "sharingMethod": _prop("pro_rata"),
-        "foundingYear": _prop(2024),
-        "location": _point(lon0, lat0),
-        "hasMember": {"type": "Relationship", "object": member_ids},
-    })
+    ents.insert(
+        0,
+        {
+            "id": cid,
+            "type": "EnergyCommunity",
+            "name": _prop(name),
+            "description": _prop(
+                f"Renewable energy community around {school['name']} ({school['municipality']})"
+            ),
+            "communityType": _prop("RenewableEnergyCommunity"),
+            "legalForm": _prop("REC"),
+            "sharingMethod": _prop("pro_rata"),
+            "foundingYear": _prop(2024),
+            "location": _point(lon0, lat0),
+            "hasMember": {"type": "Relationship", "object": member_ids},
+        },
+    )
     for e in ents:
         e["@context"] = BRIGHT_CONTEXT_URL
     return ents
@@ -234,7 +285,9 @@ def member_load_kwh(member: Member, index: pd.DatetimeIndex | None = None) -> pd
         uci = datasets.uci_household()["energy_kwh"]
         start = pd.Timestamp("2008-01-06 23:00", tz="UTC")  # a Sunday 00:00 CET, like 2016-01-03
         part = uci.loc[start : start + pd.Timedelta(days=366) - pd.Timedelta(minutes=15)]
-        shifted = pd.Series(part.to_numpy(), index=part.index + (pd.Timestamp("2016-01-03 23:00", tz="UTC") - start))
+        shifted = pd.Series(
+            part.to_numpy(), index=part.index + (pd.Timestamp("2016-01-03 23:00", tz="UTC") - start)
+        )
         profile = shifted.reindex(datasets.simbench_profiles().index).interpolate(limit=8)
         profile = profile.fillna(profile.mean())
     else:

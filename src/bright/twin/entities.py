@@ -125,7 +125,9 @@ def check_name(name: Any, what: str = "attribute name") -> str:
     if isinstance(name, str) and _URI_RE.match(name) and not _FORBIDDEN_IN_IRI.search(name):
         return name
     if not isinstance(name, str) or not name or name.startswith("@") or _FORBIDDEN_NAME.search(name):
-        raise BadRequestData(f"{what} {name!r} is not valid (characters <>\"'=;()&?/# and spaces are forbidden)")
+        raise BadRequestData(
+            f"{what} {name!r} is not valid (characters <>\"'=;()&?/# and spaces are forbidden)"
+        )
     return name
 
 
@@ -164,7 +166,14 @@ def _check_positions(coords: Any, depth: int, attr: str) -> None:
         _check_positions(c, depth - 1, attr)
 
 
-_GEO_DEPTH = {"Point": 0, "LineString": 1, "MultiPoint": 1, "Polygon": 2, "MultiLineString": 2, "MultiPolygon": 3}
+_GEO_DEPTH = {
+    "Point": 0,
+    "LineString": 1,
+    "MultiPoint": 1,
+    "Polygon": 2,
+    "MultiLineString": 2,
+    "MultiPolygon": 3,
+}
 
 
 def check_geometry(value: Any, attr: str) -> dict[str, Any]:
@@ -191,7 +200,11 @@ def check_geometry(value: Any, attr: str) -> dict[str, Any]:
 
 
 def _normalize_value(value: Any, attr: str) -> Any:
-    if isinstance(value, dict) and value.get("@type") in ("DateTime", f"{NGSI}DateTime") and "@value" in value:
+    if (
+        isinstance(value, dict)
+        and value.get("@type") in ("DateTime", f"{NGSI}DateTime")
+        and "@value" in value
+    ):
         return {"@type": "DateTime", "@value": parse_datetime(value["@value"], f"attribute {attr!r} value")}
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise BadRequestData(f"attribute {attr!r}: NaN and Infinity are not valid JSON values")
@@ -234,10 +247,15 @@ def parse_instance(
         Accept ``"urn:ngsi-ld:null"`` / null values (merge-patch semantics: delete).
     """
     if raw is None:
-        raise BadRequestData(f"attribute {attr!r}: JSON null is not valid (use \"urn:ngsi-ld:null\" to delete)")
+        raise BadRequestData(f'attribute {attr!r}: JSON null is not valid (use "urn:ngsi-ld:null" to delete)')
     if not isinstance(raw, dict) or (is_geometry(raw) and "value" not in raw):
         if is_geometry(raw):
-            return {"type": "GeoProperty", "value": check_geometry(raw, attr), "createdAt": now, "modifiedAt": now}
+            return {
+                "type": "GeoProperty",
+                "value": check_geometry(raw, attr),
+                "createdAt": now,
+                "modifiedAt": now,
+            }
         if isinstance(raw, list):
             raise BadRequestData(f"attribute {attr!r}: a list of instances is only allowed at the top level")
         return {"type": "Property", "value": _normalize_value(raw, attr), "createdAt": now, "modifiedAt": now}
@@ -251,7 +269,9 @@ def parse_instance(
         if "value" not in raw:
             raise BadRequestData(f"attribute {attr!r}: a GeoProperty needs a value")
         v = raw["value"]
-        inst["value"] = v if (allow_null and v in (None, NULL)) or isinstance(v, str) else check_geometry(v, attr)
+        inst["value"] = (
+            v if (allow_null and v in (None, NULL)) or isinstance(v, str) else check_geometry(v, attr)
+        )
         if isinstance(v, str) and v != NULL:
             raise BadRequestData(f"attribute {attr!r}: a GeoProperty value must be a GeoJSON geometry")
     elif t == "Relationship":
@@ -267,7 +287,8 @@ def parse_instance(
     elif t == "LanguageProperty":
         lm = raw.get("languageMap")
         if not isinstance(lm, dict) or not all(
-            isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)) for v in lm.values()
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+            for v in lm.values()
         ):
             if not (allow_null and lm == NULL):
                 raise BadRequestData(f"attribute {attr!r}: a LanguageProperty needs a languageMap of strings")
@@ -319,7 +340,9 @@ def parse_instance(
     return inst
 
 
-def parse_attribute(raw: Any, ctx: ActiveContext, attr: str, now: str, *, allow_null: bool = False) -> list[dict]:
+def parse_attribute(
+    raw: Any, ctx: ActiveContext, attr: str, now: str, *, allow_null: bool = False
+) -> list[dict]:
     """Parse an attribute's value in a payload: one instance or an array of instances by datasetId."""
     items = raw if isinstance(raw, list) and (not raw or isinstance(raw[0], dict)) else [raw]
     if isinstance(raw, list) and raw and not isinstance(raw[0], dict):
@@ -471,7 +494,9 @@ def render_instance(
         if t == "LanguageProperty" and opts.lang:
             return _pick_lang(inst.get("languageMap") or {}, opts.lang)[1]
         return _simple_value(inst, ctx)
-    out: dict[str, Any] = {} if opts.fmt == "concise" else {"type": "VocabProperty" if t == "VocabularyProperty" else t}
+    out: dict[str, Any] = (
+        {} if opts.fmt == "concise" else {"type": "VocabProperty" if t == "VocabularyProperty" else t}
+    )
     if t == "LanguageProperty" and opts.lang:
         lang, val = _pick_lang(inst.get("languageMap") or {}, opts.lang)
         if opts.fmt != "concise":
@@ -499,7 +524,12 @@ def render_instance(
         out[ctx.compact(key)] = render_instance(sub, ctx, opts)
     if linked is not None:
         out["entity"] = linked
-    if opts.fmt == "concise" and t in ("Property",) and set(out) == {"value"} and not isinstance(out["value"], dict):
+    if (
+        opts.fmt == "concise"
+        and t in ("Property",)
+        and set(out) == {"value"}
+        and not isinstance(out["value"], dict)
+    ):
         return out["value"]
     return out
 

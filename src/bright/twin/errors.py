@@ -42,7 +42,11 @@ class InvalidRequest(NgsiLdError):
 
 
 class BadRequestData(NgsiLdError):
-    kind, status, title = "BadRequestData", 400, "The request includes input data that does not meet the requirements"
+    kind, status, title = (
+        "BadRequestData",
+        400,
+        "The request includes input data that does not meet the requirements",
+    )
 
 
 class AlreadyExists(NgsiLdError):

@@ -36,7 +36,9 @@ class ContextStore:
     def lookup(self, url: str) -> Any | None:
         """Body of a stored context by URL (used by the resolver), counting the use."""
         with self.engine.begin() as conn:
-            row = conn.execute(select(jsonld_contexts.c.id, jsonld_contexts.c.body).where(jsonld_contexts.c.url == url)).first()
+            row = conn.execute(
+                select(jsonld_contexts.c.id, jsonld_contexts.c.body).where(jsonld_contexts.c.url == url)
+            ).first()
             if row is None:
                 return None
             conn.execute(
@@ -105,8 +107,13 @@ class ContextStore:
             if exists is None:
                 conn.execute(
                     jsonld_contexts.insert().values(
-                        id=uuid.uuid4().hex, url=url, kind="Cached", created_at=now_iso(), usage_count=1,
-                        last_usage=now_iso(), body=json.dumps(body),
+                        id=uuid.uuid4().hex,
+                        url=url,
+                        kind="Cached",
+                        created_at=now_iso(),
+                        usage_count=1,
+                        last_usage=now_iso(),
+                        body=json.dumps(body),
                     )
                 )
 
@@ -119,6 +126,8 @@ class ContextStore:
         if reload:
             if row.kind == "Hosted":
                 raise BadRequestData("a hosted @context cannot be reloaded")
-            raise OperationNotSupported("reloading a cached @context needs network access, disabled on this node")
+            raise OperationNotSupported(
+                "reloading a cached @context needs network access, disabled on this node"
+            )
         with self.engine.begin() as conn:
             conn.execute(delete(jsonld_contexts).where(jsonld_contexts.c.id == row.id))

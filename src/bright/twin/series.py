@@ -192,6 +192,11 @@ chunks_table = Table(
 )
 
 
+#: The chunk columns a rewrite sets.
+_CHUNK_VALUES = ("n", "n_valid", "t_first", "t_last", "step_us", "v_sum", "v_sumsq", "v_min", "v_max",
+                 "modified_us", "times", "vals")  # fmt: skip
+
+
 def _create_tables(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
     if conn.dialect.name == "postgresql":
@@ -1100,24 +1105,10 @@ class SeriesStore:
         if inserts:
             conn.execute(c.insert(), inserts)
         if updates:
-            cols = (
-                "n",
-                "n_valid",
-                "t_first",
-                "t_last",
-                "step_us",
-                "v_sum",
-                "v_sumsq",
-                "v_min",
-                "v_max",
-                "modified_us",
-                "times",
-                "vals",
-            )
             conn.execute(
                 update(c)
                 .where(c.c.series_id == bindparam("b_sid"), c.c.chunk_start == bindparam("b_cs"))
-                .values({k: bindparam(k) for k in cols}),
+                .values({k: bindparam(k) for k in _CHUNK_VALUES}),
                 updates,
             )
         return WriteResult(
@@ -1592,10 +1583,8 @@ class SeriesStore:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count
             var = (sumsq - total * total / count) / (count - 1)
-        if "stddev" in wanted and not whole.any():
-            std = _bucket_reduce(t, v, edges, ["stddev"])["stddev"][
-                :, 0
-            ]  # two-pass when every value is at hand
+        if "stddev" in wanted and not whole.any():  # every value at hand: the two-pass formula
+            std = _bucket_reduce(t, v, edges, ["stddev"])["stddev"][:, 0]
         else:
             std = np.sqrt(np.clip(var, 0.0, None))
             std[count < 2] = np.nan
@@ -1748,21 +1737,7 @@ class SeriesStore:
             if drop:
                 conn.execute(delete(c).where(key), drop)
             if rewrite:
-                cols = (
-                    "n",
-                    "n_valid",
-                    "t_first",
-                    "t_last",
-                    "step_us",
-                    "v_sum",
-                    "v_sumsq",
-                    "v_min",
-                    "v_max",
-                    "modified_us",
-                    "times",
-                    "vals",
-                )
-                conn.execute(update(c).where(key).values({k: bindparam(k) for k in cols}), rewrite)
+                conn.execute(update(c).where(key).values({k: bindparam(k) for k in _CHUNK_VALUES}), rewrite)
             # First and last instants from what remains.
             bounds = select(func.min(c.c.t_first), func.max(c.c.t_last)).where(c.c.series_id == s.c.id)
             conn.execute(

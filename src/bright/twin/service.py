@@ -68,7 +68,9 @@ class TwinService:
         self.store = TwinStore(engine)
         self.contexts = ContextStore(engine)
         self.resolver = ContextResolver(
-            lookup=self.contexts.lookup, context_dir=self.settings.context_dir, fetch=self.settings.fetch_contexts
+            lookup=self.contexts.lookup,
+            context_dir=self.settings.context_dir,
+            fetch=self.settings.fetch_contexts,
         )
         from bright.twin import vocabulary
 
@@ -163,7 +165,9 @@ class TwinService:
         self.store.modify(tenant, eid, change)
         return result
 
-    def update_attributes(self, tenant: str, eid: str, body: dict[str, Any], ctx: ActiveContext) -> dict[str, Any]:
+    def update_attributes(
+        self, tenant: str, eid: str, body: dict[str, Any], ctx: ActiveContext
+    ) -> dict[str, Any]:
         """PATCH /entities/{id}/attrs: overwrite or add the given attributes; NGSI-LD Null deletes."""
         check_entity_id(eid)
         if "id" in body and body["id"] != eid:
@@ -184,7 +188,9 @@ class TwinService:
                     doc["scope"] = scope
                     result["updated"].append("scope")
                 else:
-                    result["notUpdated"].append({"attributeName": "scope", "reason": "the entity has no scope to update"})
+                    result["notUpdated"].append(
+                        {"attributeName": "scope", "reason": "the entity has no scope to update"}
+                    )
             doc["modifiedAt"] = now
             self._validate(doc)
             return doc
@@ -290,7 +296,9 @@ class TwinService:
             else:
                 keep = [i for i in insts if i.get("datasetId") != dataset_id]
                 if len(keep) == len(insts):
-                    raise ResourceNotFound(f"attribute {attr} of {eid} has no instance with datasetId {dataset_id}")
+                    raise ResourceNotFound(
+                        f"attribute {attr} of {eid} has no instance with datasetId {dataset_id}"
+                    )
             if keep:
                 doc["attrs"][iri] = keep
             else:
@@ -317,7 +325,12 @@ class TwinService:
         return items, errors
 
     def _parse_batch(
-        self, items: list[tuple[Any, ActiveContext]], now: str, *, require_type: bool = True, dedupe: bool = False
+        self,
+        items: list[tuple[Any, ActiveContext]],
+        now: str,
+        *,
+        require_type: bool = True,
+        dedupe: bool = False,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         docs: dict[str, dict[str, Any]] = {}
         errors: list[dict[str, Any]] = []
@@ -353,7 +366,10 @@ class TwinService:
         for d in docs:
             if d["id"] in existing:
                 errors.append(
-                    {"entityId": d["id"], "error": AlreadyExists(f"entity {d['id']} already exists").problem()}
+                    {
+                        "entityId": d["id"],
+                        "error": AlreadyExists(f"entity {d['id']} already exists").problem(),
+                    }
                 )
         self.store.write_batch(tenant, new, merge=None)
         return {"success": [d["id"] for d in new], "errors": errors}
@@ -399,7 +415,9 @@ class TwinService:
         ok: list[dict[str, Any]] = []
         for d in docs:
             if d["id"] not in existing:
-                errors.append({"entityId": d["id"], "error": ResourceNotFound(f"entity {d['id']} not found").problem()})
+                errors.append(
+                    {"entityId": d["id"], "error": ResourceNotFound(f"entity {d['id']} not found").problem()}
+                )
             else:
                 ok.append(d)
         partial: dict[str, list[Any]] = {}
@@ -420,7 +438,9 @@ class TwinService:
             errors.append(
                 {
                     "entityId": eid,
-                    "error": BadRequestData(f"attributes not updated: {names}", notUpdated=not_updated).problem(),
+                    "error": BadRequestData(
+                        f"attributes not updated: {names}", notUpdated=not_updated
+                    ).problem(),
                 }
             )
         return {"success": [d["id"] for d in ok if d["id"] not in partial], "errors": errors}
@@ -446,7 +466,9 @@ class TwinService:
         ok = []
         for f in frags:
             if f["id"] not in existing:
-                errors.append({"entityId": f["id"], "error": ResourceNotFound(f"entity {f['id']} not found").problem()})
+                errors.append(
+                    {"entityId": f["id"], "error": ResourceNotFound(f"entity {f['id']} not found").problem()}
+                )
             else:
                 ok.append(f)
 
@@ -470,7 +492,9 @@ class TwinService:
         found = self.store.delete_many(tenant, ids)
         for eid in ids:
             if eid not in found:
-                errors.append({"entityId": eid, "error": ResourceNotFound(f"entity {eid} not found").problem()})
+                errors.append(
+                    {"entityId": eid, "error": ResourceNotFound(f"entity {eid} not found").problem()}
+                )
         return {"success": [e for e in ids if e in found], "errors": errors}
 
     def linked(self, tenant: str, docs: list[dict[str, Any]], level: int) -> dict[str, dict[str, Any]]:
@@ -488,7 +512,12 @@ class TwinService:
 
     # --- queries -------------------------------------------------------------------------------
     def build_query(
-        self, params: Mapping[str, Any], ctx: ActiveContext, *, require_filter: bool = True, by_id_ok: bool = False
+        self,
+        params: Mapping[str, Any],
+        ctx: ActiveContext,
+        *,
+        require_filter: bool = True,
+        by_id_ok: bool = False,
     ) -> EntityQuery:
         """Turn query parameters (``type``, ``id``, ``idPattern``, ``q``, ``scopeQ``, ``attrs``,
         geo-query, ``limit``, ``offset``) into an :class:`EntityQuery`."""
@@ -544,7 +573,9 @@ class TwinService:
             and not any((eq.type_query, eq.q, eq.attrs, eq.geo, eq.scope_q))
             and not (by_id_ok and (eq.ids or eq.id_pattern))
         ):
-            raise BadRequestData("a query needs at least one of type, attrs, q, scopeQ or a geo-query (or local=true)")
+            raise BadRequestData(
+                "a query needs at least one of type, attrs, q, scopeQ or a geo-query (or local=true)"
+            )
         return eq
 
     def query_from_params(
@@ -581,7 +612,9 @@ class TwinService:
             docs: dict[str, dict[str, Any]] = {}
             for sel in selectors:
                 sub = {**body, "entities": [sel]}
-                for d in self.query_from_body(tenant, sub, {**params, "limit": str(MAX_LIMIT), "offset": "0"}, ctx)[0]:
+                for d in self.query_from_body(
+                    tenant, sub, {**params, "limit": str(MAX_LIMIT), "offset": "0"}, ctx
+                )[0]:
                     docs.setdefault(d["id"], d)
             items = list(docs.values())
             limit, offset = _int(params.get("limit"), "limit", 20), _int(params.get("offset"), "offset", 0)
@@ -628,7 +661,9 @@ class TwinService:
         """DELETE /entities: delete the matching entities, or only drop (or keep) some attributes."""
         if not self.store.tenant_exists(tenant):
             raise ResourceNotFound(f"tenant {tenant!r} not found")
-        eq = self.build_query({k: v for k, v in params.items() if k not in ("keep", "drop")}, ctx, by_id_ok=True)
+        eq = self.build_query(
+            {k: v for k, v in params.items() if k not in ("keep", "drop")}, ctx, by_id_ok=True
+        )
         if keep is None and drop is None:
             n = self.store.delete_matching(tenant, eq)
         else:
@@ -639,7 +674,9 @@ class TwinService:
             changed = []
             for d in docs:
                 attrs = {
-                    k: v for k, v in d["attrs"].items() if (k in names if keep is not None else k not in names)
+                    k: v
+                    for k, v in d["attrs"].items()
+                    if (k in names if keep is not None else k not in names)
                 }
                 if attrs != d["attrs"]:
                     changed.append({**d, "attrs": attrs, "modifiedAt": now})
@@ -728,7 +765,9 @@ def parse_order_by(text: str, ctx: ActiveContext) -> list[tuple[list[str], bool]
             raise BadRequestData(f"orderBy: {part!r} is not 'member' or 'member;asc|desc'")
         path = term.split(".")
         if path[0] not in ("id", "type", "createdAt", "modifiedAt"):
-            path = [ctx.expand(path[0])] + [p if p in ENTITY_KEYS or p == "observedAt" else ctx.expand(p) for p in path[1:]]
+            path = [ctx.expand(path[0])] + [
+                p if p in ENTITY_KEYS or p == "observedAt" else ctx.expand(p) for p in path[1:]
+            ]
         keys.append((path, direction == "desc"))
     return keys
 
@@ -763,7 +802,8 @@ def order_docs(docs: list[dict[str, Any]], keys: list[tuple[list[str], bool]]) -
         present = [d for d in out if _order_value(d, path) is not None]
         missing = [d for d in out if _order_value(d, path) is None]
         present.sort(
-            key=lambda d: (type(_order_value(d, path)).__name__, _sortable(_order_value(d, path))), reverse=desc
+            key=lambda d: (type(_order_value(d, path)).__name__, _sortable(_order_value(d, path))),
+            reverse=desc,
         )
         out = present + missing
     return out
@@ -832,7 +872,9 @@ def _append(
                 doc["attrs"][iri] = old + fresh
                 result["updated"].append(iri)
             else:
-                result["notUpdated"].append({"attributeName": iri, "reason": "attribute exists and noOverwrite is set"})
+                result["notUpdated"].append(
+                    {"attributeName": iri, "reason": "attribute exists and noOverwrite is set"}
+                )
             continue
         doc["attrs"][iri] = merge_instances(old, real)
         result["updated"].append(iri)
