@@ -315,6 +315,13 @@ def _require_id(record: RecordBody, name: str) -> None:
 
 def _require_interval_start(record: RecordBody, name: str, resolution_s: int) -> None:
     value = getattr(record, name)
+    if (
+        type(value) is datetime
+        and value.tzinfo is UTC
+        and not value.microsecond
+        and not int(value.timestamp()) % resolution_s
+    ):
+        return
     format_timestamp(value, field=f"{record.label()}: {name}")
     if int(value.timestamp()) % resolution_s:
         raise RecordError(

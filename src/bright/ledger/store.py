@@ -1,14 +1,15 @@
 """Persistence of the ledger on SQLAlchemy 2 Core tables (SQLite or PostgreSQL).
 
 This is the only module of ``bright.ledger`` that does database I/O.  Given an
-``sqlalchemy.Engine`` and a table-name prefix ``p`` it keeps five append-only tables:
+``sqlalchemy.Engine`` and a table-name prefix ``p`` (default ``ledger_``) it keeps five
+append-only tables:
 
-``p_leaves``        ``idx`` (0, 1, 2, ...), ``data`` (the canonical bytes of a signed record)
-``p_signers``       ``id``, ``did``: every DID that signed a head or cosignature, stored once
-``p_heads``         one row per distinct signed tree head (``digest`` = SHA-256 of its statement),
-                    ``local`` = the head is of the log stored here and was checked against it
-``p_cosignatures``  ``key`` = ``head_id * 65536 + signer_id`` -> 64-byte signature
-``p_forks``         fork evidence (JSON with both heads) kept for the alarm
+``<p>leaves``        ``idx`` (0, 1, 2, ...), ``data`` (the canonical bytes of a signed record)
+``<p>signers``       ``id``, ``did``: every DID that signed a head or cosignature, stored once
+``<p>heads``         one row per distinct signed tree head (``digest`` = SHA-256 of its statement),
+                     ``local`` = the head is of the log stored here and was checked against it
+``<p>cosignatures``  ``key`` = ``head_id * 65536 + signer_id`` -> 64-byte signature
+``<p>forks``         fork evidence (JSON with both heads) kept for the alarm
 
 Update and delete are refused by triggers on both backends (defence in depth; tamper evidence
 comes from the hashes and signatures, which :meth:`LedgerStore.verify` re-checks on load).
@@ -191,6 +192,11 @@ class LedgerStore:
         for table in self._metadata.sorted_tables:
             _append_only_ddl(table)
         self._metadata.create_all(engine, checkfirst=True)
+        marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
+        quoted = engine.dialect.identifier_preparer.quote(self.leaves_table.name)
+        self._insert_leaves_sql = (
+            f"INSERT INTO {quoted} (idx, data) VALUES ({marker}, {marker})" if marker else None
+        )
         self._signer_ids: dict[str, int] = {}
         self._log = MerkleLog()
         self._load(verify=verify)
@@ -230,11 +236,16 @@ class LedgerStore:
             if not isinstance(leaf, bytes | bytearray):
                 raise StoreError(f"leaf {position} of the batch is {type(leaf).__name__}, not bytes")
         first = self._log.size
-        rows = [{"idx": first + offset, "data": bytes(leaf)} for offset, leaf in enumerate(data)]
+        rows = [(first + offset, bytes(leaf)) for offset, leaf in enumerate(data)]
         if rows:
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(self.leaves_table.insert(), rows)
+                    # Hot path: the driver's executemany with positional rows; the Core insert
+                    # construct costs ~3 us more per row, a sixth of the per-record budget.
+                    if self._insert_leaves_sql is not None:
+                        conn.exec_driver_sql(self._insert_leaves_sql, rows)
+                    else:  # a driver with another parameter style: the portable Core path
+                        conn.execute(self.leaves_table.insert(), [{"idx": i, "data": d} for i, d in rows])
             except IntegrityError:
                 raise StoreError(
                     f"leaf index {first} is already taken: another writer appended to log {self.prefix!r}; reopen it"
@@ -441,13 +452,14 @@ class LedgerStore:
         table = self.cosignatures_table
         first, last = head_id << _SIGNER_BITS, ((head_id + 1) << _SIGNER_BITS) - 1
         present = set(conn.execute(sa.select(table.c.key).where(table.c.key.between(first, last))).scalars())
-        rows = []
+        rows: list[dict[str, Any]] = []
         for item in cosignatures:
             key = first | self._signer_id(conn, item.signer, new_ids)
             if key not in present:
                 present.add(key)
                 rows.append({"key": key, "signature": item.signature})
         if rows:
+            rows.sort(key=lambda row: row["key"])  # in key order, SQLite fills its pages completely
             conn.execute(table.insert(), rows)
 
     def _head_query(self) -> sa.Select[Any]:

@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 if the bundle is valid, 1 otherwise.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m bright.ledger.verify", description=__doc__.splitlines()[0]
+        prog="python -m bright.ledger.verify", description="Verify a ledger proof bundle offline."
     )
     parser.add_argument("bundle", type=Path, help="proof bundle (JSON)")
     parser.add_argument("--key", action="append", dest="keys", help="trusted did:key (repeatable)")

@@ -8,6 +8,7 @@ PostgreSQL; SQLite serialises writers).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,26 @@ from bright.twin.db import is_postgres
 from bright.twin.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from bright.twin.migrations import migrate
 from bright.twin.schema import attr_index, entities, entity_scopes, entity_types, geo_index
+
+log = logging.getLogger("bright.twin.store")
+
+
+@dataclass(frozen=True)
+class EntityEvent:
+    """A committed change of one entity, for listeners (subscriptions, audit, ledger).
+
+    ``kind`` is ``created``, ``updated`` or ``deleted``; ``before``/``after`` are stored documents
+    (None when the entity did not exist before / no longer exists).
+    """
+
+    kind: str
+    tenant: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+Listener = Callable[[EntityEvent], None]
 
 
 @dataclass
@@ -68,8 +89,20 @@ class TwinStore:
     def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self.engine = engine
         self.postgres = is_postgres(engine)
+        self.listeners: list[Listener] = []
         if create:
             migrate(engine)
+
+    def _emit(self, events: Iterable[EntityEvent]) -> None:
+        """Tell the listeners about committed changes; a failing listener never undoes a write."""
+        if not self.listeners:
+            return
+        for ev in events:
+            for listener in self.listeners:
+                try:
+                    listener(ev)
+                except Exception:  # pragma: no cover - logged, the write stands
+                    log.exception("entity listener %r failed on %s %s", listener, ev.kind, ev.entity_id)
 
     # --- transactions -----------------------------------------------------------------------------
     @contextmanager
@@ -112,6 +145,7 @@ class TwinStore:
             if self._load(conn, tenant, doc["id"]) is not None:
                 raise AlreadyExists(f"entity {doc['id']} already exists")
             self._insert(conn, tenant, [doc])
+        self._emit([EntityEvent("created", tenant, doc["id"], None, doc)])
 
     def modify(
         self, tenant: str, eid: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -129,15 +163,22 @@ class TwinStore:
             new = change(doc)
             if new is None:
                 conn.execute(delete(entities).where(entities.c.pk == pk))
-                return doc
-            self._rewrite(conn, pk, new)
-            return new
+            else:
+                self._rewrite(conn, pk, new)
+        if new is None:
+            self._emit([EntityEvent("deleted", tenant, eid, doc, None)])
+            return doc
+        self._emit([EntityEvent("updated", tenant, eid, doc, new)])
+        return new
 
     def delete(self, tenant: str, eid: str) -> None:
         with self.engine.begin() as conn:
-            res = conn.execute(delete(entities).where(entities.c.tenant == tenant, entities.c.id == eid))
-            if res.rowcount == 0:
+            row = conn.execute(
+                delete(entities).where(entities.c.tenant == tenant, entities.c.id == eid).returning(entities.c.doc)
+            ).first()
+            if row is None:
                 raise ResourceNotFound(f"entity {eid} not found")
+        self._emit([EntityEvent("deleted", tenant, eid, row[0], None)])
 
     # --- batches ------------------------------------------------------------------------------------
     def write_batch(
@@ -161,6 +202,7 @@ class TwinStore:
         if not docs:
             return []
         created: list[str] = []
+        events: list[EntityEvent] = []
         with self.engine.begin() as conn:
             existing: dict[str, tuple[int, dict]] = {}
             ids = [d["id"] for d in docs]
@@ -176,25 +218,29 @@ class TwinStore:
             if new_docs:
                 self._insert(conn, tenant, new_docs)
                 created = [d["id"] for d in new_docs]
+                events += [EntityEvent("created", tenant, d["id"], None, d) for d in new_docs]
             for d in docs:
                 if d["id"] in existing:
                     pk, old = existing[d["id"]]
                     doc = merge(old, d) if merge else {**d, "createdAt": old.get("createdAt", d["createdAt"])}
                     self._rewrite(conn, pk, doc)
+                    events.append(EntityEvent("updated", tenant, d["id"], old, doc))
+        self._emit(events)
         return created
 
     def delete_many(self, tenant: str, ids: Sequence[str]) -> set[str]:
         """Delete entities by id; returns the ids that existed."""
-        found: set[str] = set()
+        found: dict[str, dict[str, Any]] = {}
         with self.engine.begin() as conn:
             for chunk in _chunks(list(ids), 900):
                 rows = conn.execute(
                     delete(entities)
                     .where(entities.c.tenant == tenant, entities.c.id.in_(chunk))
-                    .returning(entities.c.id)
-                ).scalars()
-                found.update(rows)
-        return found
+                    .returning(entities.c.id, entities.c.doc)
+                )
+                found.update({r[0]: r[1] for r in rows})
+        self._emit([EntityEvent("deleted", tenant, i, d, None) for i, d in found.items()])
+        return set(found)
 
     # --- index maintenance --------------------------------------------------------------------------
     def _insert(self, conn: Connection, tenant: str, docs: Sequence[dict[str, Any]]) -> None:
@@ -317,8 +363,13 @@ class TwinStore:
                     )
                 )
                 conds.append(entities.c.pk.in_(pks) if pks else entities.c.pk.is_(None))
-            res = conn.execute(delete(entities).where(entities.c.pk.in_(select(entities.c.pk).where(*conds))))
-            return int(res.rowcount or 0)
+            rows = conn.execute(
+                delete(entities)
+                .where(entities.c.pk.in_(select(entities.c.pk).where(*conds)))
+                .returning(entities.c.id, entities.c.doc)
+            ).all()
+        self._emit([EntityEvent("deleted", tenant, r[0], r[1], None) for r in rows])
+        return len(rows)
 
     def tenant_exists(self, tenant: str) -> bool:
         if tenant == "":
