@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from bright.energy.sharing import EnergyInputError, SharingResult
 
@@ -46,7 +46,9 @@ COMMUNITY_COLUMNS = (
 )
 
 
-def ratio(numerator: FloatArray | pd.DataFrame, denominator: FloatArray | pd.DataFrame) -> FloatArray:
+def ratio(
+    numerator: ArrayLike | pd.DataFrame | pd.Series, denominator: ArrayLike | pd.DataFrame | pd.Series
+) -> FloatArray:
     """Element-wise ``numerator / denominator``, NaN where the denominator is 0 or NaN.
 
     Used for self-consumption rate (shared / injection) and self-sufficiency (shared / offtake):
@@ -76,18 +78,20 @@ def interval_hours(index: pd.DatetimeIndex | None, default: float = 0.25) -> flo
     """
     if index is None or len(index) < 2:
         return default
-    steps = np.diff(index.asi8)
+    steps = np.diff(index.to_numpy())  # timedelta64 in the index's own unit (ns, us ...)
     if np.any(steps != steps[0]):
         i = int(np.flatnonzero(steps != steps[0])[0])
         raise EnergyInputError(
             f"intervals are not regular: {index[i].isoformat()} -> {index[i + 1].isoformat()}; "
             "give interval_hours explicitly"
         )
-    return float(pd.Timedelta(int(steps[0]), unit="ns") / pd.Timedelta(hours=1))
+    return float(steps[0] / np.timedelta64(1, "h"))
 
 
 def emission_factor_series(
-    emission_factor_kg_per_kwh: float | FloatArray | pd.Series, n_intervals: int, index: pd.DatetimeIndex | None
+    emission_factor_kg_per_kwh: float | FloatArray | pd.Series,
+    n_intervals: int,
+    index: pd.DatetimeIndex | None,
 ) -> FloatArray:
     """Grid emission factor per interval (kgCO2e/kWh), from a constant, an array or a Series.
 

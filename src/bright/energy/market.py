@@ -48,9 +48,7 @@ PriceLike = float | FloatArray | pd.Series
 AUCTION_CHUNK_INTERVALS = 1024
 
 
-def per_interval(
-    value: PriceLike, n_intervals: int, index: pd.DatetimeIndex | None, name: str
-) -> FloatArray:
+def per_interval(value: PriceLike, n_intervals: int, index: pd.DatetimeIndex | None, name: str) -> FloatArray:
     """A price (or fee) per interval, from a constant, an array or a time-indexed Series.
 
     Parameters
@@ -215,6 +213,16 @@ def _limit_prices(
     return array
 
 
+def _steps(cumulative: FloatArray, cap: FloatArray) -> FloatArray:
+    """Per-column volumes of a cumulative curve truncated at ``cap`` per row."""
+    capped = np.minimum(cumulative, cap[:, None])
+    out = np.empty_like(capped)
+    if out.shape[1]:
+        out[:, 0] = capped[:, 0]
+        np.subtract(capped[:, 1:], capped[:, :-1], out=out[:, 1:])
+    return out
+
+
 def _clear_sorted(
     qb: FloatArray, qs: FloatArray, bids: FloatArray, asks: FloatArray, reach: NDArray[np.intp]
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -230,10 +238,8 @@ def _clear_sorted(
     reachable = np.take_along_axis(supply, reach, axis=1) if reach.ndim == 2 else supply[:, reach]
     np.minimum(reachable, demand, out=reachable)
     cleared = reachable.max(axis=1, initial=0.0)
-    matched_b = np.minimum(demand, cleared[:, None])
-    matched_b[:, 1:] -= matched_b[:, :-1].copy()
-    matched_s = np.minimum(supply[:, 1:], cleared[:, None])
-    matched_s[:, 1:] -= matched_s[:, :-1].copy()
+    matched_b = _steps(demand, cleared)
+    matched_s = _steps(supply[:, 1:], cleared)
     price = np.full(rows, np.nan)
     traded = cleared > 0
     if traded.any() and qb.shape[1] and qs.shape[1]:
@@ -292,8 +298,9 @@ def double_auction(
     price = np.full(n_intervals, np.nan)
     constant = bids.ndim == 1 and asks.ndim == 1
     if constant:
-        buyers = np.flatnonzero(np.isfinite(bids))
-        sellers = np.flatnonzero(np.isfinite(asks))
+        # only members that take part at all: a limit price and some volume during the period
+        buyers = np.flatnonzero(np.isfinite(bids) & (buy_kwh.max(axis=0, initial=0.0) > 0))
+        sellers = np.flatnonzero(np.isfinite(asks) & (sell_kwh.max(axis=0, initial=0.0) > 0))
         buyers = buyers[np.argsort(-bids[buyers], kind="stable")]
         sellers = sellers[np.argsort(asks[sellers], kind="stable")]
         bid_sorted, ask_sorted = bids[buyers], asks[sellers]
@@ -304,15 +311,21 @@ def double_auction(
         if constant:
             qb = buy_kwh[start:stop, buyers]
             qs = sell_kwh[start:stop, sellers]
-            groups = fee_group[start:stop]
+            # only intervals with volume on both sides need clearing (about half: no sun, no trade)
+            live = np.flatnonzero((qb.sum(axis=1) > 0) & (qs.sum(axis=1) > 0))
+            if live.size == 0:
+                continue
+            groups = fee_group[start:stop][live]
             if np.all(groups == groups[0]):
                 reach = reach_by_fee[groups[0]]
             else:
                 reach = np.stack([reach_by_fee[g] for g in groups])
-            eff_asks = ask_sorted[None, :] + fee[start:stop, None]
-            mb, ms, p = _clear_sorted(qb, qs, bid_sorted, eff_asks, reach)
-            matched_buy[start:stop, buyers] = mb
-            matched_sell[start:stop, sellers] = ms
+            eff_asks = ask_sorted[None, :] + fee[start:stop][live, None]
+            mb, ms, p = _clear_sorted(qb[live], qs[live], bid_sorted, eff_asks, reach)
+            rows = start + live
+            matched_buy[rows[:, None], buyers[None, :]] = mb
+            matched_sell[rows[:, None], sellers[None, :]] = ms
+            price[rows] = p
         else:
             b = np.broadcast_to(bids, (n_intervals, n))[start:stop]
             a = np.broadcast_to(asks, (n_intervals, n))[start:stop] + fee[start:stop, None]
@@ -326,10 +339,10 @@ def double_auction(
             qs = np.take_along_axis(sell_kwh[start:stop], oa, axis=1) * np.isfinite(a_sorted)
             reach = _count_le(a_sorted, b_sorted)
             mb, ms, p = _clear_sorted(qb, qs, b_sorted, a_sorted, reach)
-            rows = np.arange(stop - start)[:, None]
-            matched_buy[start:stop][rows, ob] = mb
-            matched_sell[start:stop][rows, oa] = ms
-        price[start:stop] = p
+            row_ix = np.arange(stop - start)[:, None]
+            matched_buy[start:stop][row_ix, ob] = mb
+            matched_sell[start:stop][row_ix, oa] = ms
+            price[start:stop] = p
     return AuctionResult(price, matched_buy, matched_sell)
 
 
@@ -487,14 +500,25 @@ def settle(
         ids = result.member_ids
         bids = _limit_prices(pricing.bid_eur_per_kwh, ids, n_intervals, "bids")
         asks = _limit_prices(pricing.ask_eur_per_kwh, ids, n_intervals, "asks")
-        clean_buy = np.nan_to_num(bought, nan=0.0)
-        clean_sell = np.nan_to_num(sold, nan=0.0)
-        auction = double_auction(clean_buy, clean_sell, bids, asks, fee)
-        clearing = np.nan_to_num(auction.price_eur_per_kwh, nan=0.0)[:, None]
-        purchase = auction.matched_buy_kwh * clearing + (bought - auction.matched_buy_kwh) * energy[:, None]
-        sales = auction.matched_sell_kwh * (clearing - fee[:, None]) + (
-            sold - auction.matched_sell_kwh
-        ) * feed_in[:, None]
+        if result.missing.any():  # unshared intervals (NaN) do not trade
+            auction = double_auction(np.nan_to_num(bought), np.nan_to_num(sold), bids, asks, fee)
+        else:
+            auction = double_auction(bought, sold, bids, asks, fee)
+        clearing = np.nan_to_num(auction.price_eur_per_kwh, nan=0.0)
+        purchase = np.empty_like(bought)
+        sales = np.empty_like(sold)
+        for start in range(0, n_intervals, AUCTION_CHUNK_INTERVALS):  # small temporaries, in cache
+            rows = slice(start, start + AUCTION_CHUNK_INTERVALS)
+            matched = auction.matched_buy_kwh[rows]
+            # matched at the clearing price, the rest at the supplier's price
+            out = np.subtract(bought[rows], matched, out=purchase[rows])
+            out *= energy[rows, None]
+            out += matched * clearing[rows, None]
+            matched = auction.matched_sell_kwh[rows]
+            # matched at the clearing price minus the fee, the rest at the feed-in value
+            out = np.subtract(sold[rows], matched, out=sales[rows])
+            out *= feed_in[rows, None]
+            out += matched * (clearing - fee)[rows, None]
     else:
         raise EnergyInputError(f"unknown pricing {pricing!r}")
     account = purchase.sum(axis=1) - sales.sum(axis=1)

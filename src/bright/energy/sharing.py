@@ -53,6 +53,7 @@ __all__ = [
     "SharingResult",
     "TariffType",
     "allocate",
+    "participation",
     "share",
     "share_fixed",
     "share_fixed_multi_round",
@@ -328,6 +329,11 @@ class MeterReadings:
         object.__setattr__(self, "offtake_kwh", offtake)
         object.__setattr__(self, "injection_kwh", injection)
         for name, values in (("offtake_kwh", offtake), ("injection_kwh", injection)):
+            if np.any(np.isinf(values)):
+                t, m = np.argwhere(np.isinf(values))[0]
+                raise EnergyInputError(
+                    f"{name} of member {ids[m]!r} at interval {t} ({self._label(int(t))}) is infinite"
+                )
             if np.any(values < 0):  # NaN compares False: missing is not negative
                 t, m = np.argwhere(values < 0)[0]
                 raise EnergyInputError(
@@ -364,8 +370,7 @@ class MeterReadings:
             raise EnergyInputError("offtake and injection frames need a DatetimeIndex")
         if not a.equals(b):
             raise EnergyInputError(
-                "offtake and injection cover different time ranges: offtake "
-                f"{_span(a)}, injection {_span(b)}"
+                f"offtake and injection cover different time ranges: offtake {_span(a)}, injection {_span(b)}"
             )
         columns = [str(c) for c in offtake_kwh.columns]
         return cls(
@@ -518,6 +523,13 @@ def to_wh(result: SharingResult) -> SharedWh:
     totals = np.floor(received.sum(axis=1) + 0.5).astype(np.int64)
     received_wh = _largest_remainder(received, totals)
     placed_wh = _largest_remainder(placed, totals)
+    # both sides are apportioned to the same total; a half-Wh tie broken differently by float noise on
+    # the two sides would leave one Wh over: give it to (take it from) the largest remainder left
+    for side, exact in ((received_wh, received), (placed_wh, placed)):
+        for row in np.flatnonzero(side.sum(axis=1) != totals):
+            gap = int(totals[row] - side[row].sum())
+            slack = exact[row] - side[row]
+            side[row, int(np.argmax(slack)) if gap > 0 else int(np.argmin(slack))] += gap
     return SharedWh(received_wh, placed_wh, injection_int.astype(np.int64) - placed_wh)
 
 
@@ -525,8 +537,6 @@ def to_wh(result: SharingResult) -> SharedWh:
 # Allocation engine: arrays (rows, n_members) where a row is one interval (or, for the fairness module,
 # one interval of one coalition). Inputs are clean: finite, >= 0, non-participating registers zeroed.
 # --------------------------------------------------------------------------------------------------
-
-_TINY = 1e-300
 
 
 def _single_round(pool: FloatArray, room: FloatArray, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -537,17 +547,34 @@ def _single_round(pool: FloatArray, room: FloatArray, weights: FloatArray) -> tu
     the fraction ``c_m = take_m / offer_m`` of every offer it got, so p places
     ``pool[p] * sum_{m != p} weights[m] c_m``. All sums are O(n) per row.
     """
-    total = pool.sum(axis=1, keepdims=True)
-    others = np.subtract(total, pool)
-    np.maximum(others, 0.0, out=others)  # rounding could make it -1e-17
+    others = np.subtract(pool.sum(axis=1, keepdims=True), pool)  # >= 0: float sums of >= 0 are monotone
     take = np.multiply(others, weights)
     np.minimum(take, room, out=take)
-    np.maximum(others, _TINY, out=others)
-    served = np.divide(take, others, out=others)  # weights[m] * c_m, without forming c
+    return take, _placed(pool, take, others, weights, pool)
+
+
+def _placed(
+    per_unit: FloatArray,
+    take: FloatArray,
+    offered_per_pool: FloatArray,
+    weights: FloatArray,
+    pool: FloatArray,
+) -> FloatArray:
+    """Volume placed from each producer, given what each consumer took of its offer.
+
+    Producer p offers ``per_unit[p] * weights[m]`` to each m != p; ``offered_per_pool[m]`` is the offer to
+    m divided by its weight (overwritten); the result is capped at ``pool``. The weight m actually
+    served is ``weights[m] * c_m = min(weights[m], room_m / offered_per_pool[m])``; where nothing was
+    offered to m (0/0) the value is irrelevant (every other producer has an empty pool) and ``fmin``
+    falls back to the weight.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        served = np.divide(take, offered_per_pool, out=offered_per_pool)
+    np.fmin(served, weights, out=served)
     np.subtract(served.sum(axis=1, keepdims=True), served, out=served)
-    placed = np.multiply(pool, served, out=served)
+    placed = np.multiply(per_unit, served, out=served)
     np.minimum(placed, pool, out=placed)
-    return take, placed
+    return placed
 
 
 def _reoffer_round(pool: FloatArray, room: FloatArray, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -560,15 +587,9 @@ def _reoffer_round(pool: FloatArray, room: FloatArray, weights: FloatArray) -> t
     per_weight = np.zeros_like(pool)
     np.divide(pool, others_weight, out=per_weight, where=others_weight > 0)
     offered = np.subtract(per_weight.sum(axis=1, keepdims=True), per_weight)
-    np.maximum(offered, 0.0, out=offered)
     take = np.multiply(weights, offered)
     np.minimum(take, room, out=take)
-    np.maximum(offered, _TINY, out=offered)
-    served = np.divide(take, offered, out=offered)
-    np.subtract(served.sum(axis=1, keepdims=True), served, out=served)
-    placed = np.multiply(per_weight, served, out=served)
-    np.minimum(placed, pool, out=placed)
-    return take, placed
+    return take, _placed(per_weight, take, offered, weights, pool)
 
 
 def _multi_round(
@@ -579,46 +600,54 @@ def _multi_round(
     Every re-offer round either places all the placeable volume of a row or saturates at least one
     more consumer, so a row needs at most ``n_members + 1`` rounds (see docs/sharing.md).
     """
-    out_received, out_placed = _single_round(injection, offtake, key)
-    pool = injection - out_placed
-    room = offtake - out_received  # exactly 0 where a consumer was capped: min() returned room itself
-    received, placed = out_received, out_placed  # working rows; become compacted copies later
-    rows = np.arange(offtake.shape[0])
-    has_key = key > 0.0
+    received, placed = _single_round(injection, offtake, key)
+    leftover = injection.sum(axis=1) - placed.sum(axis=1)
+    rows = np.flatnonzero(leftover > tolerance_kwh)  # only these can need another round
     rounds = 1
+    if rows.size == 0 or max_rounds <= 1:
+        return received, placed, rounds
+    key_rows = key[rows] if key.ndim == 2 else key
+    every_key_positive = key.ndim == 1 and bool(np.all(key > 0))
+    pool = injection[rows] - placed[rows]
+    room = offtake[rows] - received[rows]  # exactly 0 where a consumer was capped: min() returned room
+
+    def write_back(which: BoolArray | slice) -> None:
+        # received = offtake - room left (exact for a filled consumer), placed = injection - pool left
+        done = rows[which]
+        received[done] = offtake[done] - room[which]
+        placed[done] = injection[done] - pool[which]
+
+    finished = np.zeros(rows.size, dtype=bool)
     while rounds < max_rounds:
         eligible = room > 0.0
-        eligible &= has_key
-        n_eligible = eligible.sum(axis=1)
+        if not every_key_positive:
+            eligible &= key_rows > 0.0
+        n_eligible = np.count_nonzero(eligible, axis=1)
         # a producer can still place something iff an eligible member other than itself remains
         placeable = pool.sum(axis=1)
         alone = np.flatnonzero(n_eligible == 1)
         if alone.size:
             placeable[alone] -= pool[alone, eligible[alone].argmax(axis=1)]
         placeable[n_eligible == 0] = 0.0
-        keep = placeable > tolerance_kwh
-        if not keep.any():
+        np.logical_or(finished, placeable <= tolerance_kwh, out=finished)
+        n_left = rows.size - np.count_nonzero(finished)
+        if n_left == 0:
             break
-        if not keep.all():
-            if received is not out_received:  # write back the rows that are done
-                done = rows[~keep]
-                out_received[done] = received[~keep]
-                out_placed[done] = placed[~keep]
-            rows = rows[keep]
-            received, placed, pool, room = received[keep], placed[keep], pool[keep], room[keep]
-            eligible = eligible[keep]
-            if has_key.ndim == 2:
-                key, has_key = key[keep], has_key[keep]
-        take, moved = _reoffer_round(pool, room, np.where(eligible, key, 0.0))
-        received += take
-        placed += moved
+        if n_left < rows.size // 2:  # drop the finished rows once they are the majority
+            write_back(finished)
+            keep = ~finished
+            rows, pool, room, eligible = rows[keep], pool[keep], room[keep], eligible[keep]
+            if key_rows.ndim == 2:
+                key_rows = key_rows[keep]
+            finished = np.zeros(rows.size, dtype=bool)
+        elif finished.any():  # a row nobody is eligible in moves exactly nothing
+            eligible[finished] = False
+        take, moved = _reoffer_round(pool, room, np.where(eligible, key_rows, 0.0))
         pool -= moved  # moved <= pool and take <= room by construction: both stay >= 0
         room -= take
         rounds += 1
-    if received is not out_received:
-        out_received[rows] = received
-        out_placed[rows] = placed
-    return out_received, out_placed, rounds
+    write_back(slice(None))
+    return received, placed, rounds
 
 
 def _maximum(offtake: FloatArray, injection: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -727,22 +756,24 @@ def allocate(
             raise EnergyInputError(f"fixed_fraction must be within 0..1, got {fixed_fraction}")
         first_pool = injection_kwh * fixed_fraction if fixed_fraction < 1.0 else injection_kwh
         received, placed = _single_round(first_pool, offtake_kwh, key)
-        pool = injection_kwh - placed
-        room = offtake_kwh - received
-        np.maximum(pool, 0.0, out=pool)
-        np.maximum(room, 0.0, out=room)
-        take, moved = _single_round(pool, room, _pro_rata_weights(room))
-        received += take
-        placed += moved
+        # the pro-rata step only matters where injection is left (not at night, not when all was placed)
+        rows = np.flatnonzero(injection_kwh.sum(axis=1) - placed.sum(axis=1) > 0.0)
+        if rows.size:
+            pool = injection_kwh[rows] - placed[rows]  # >= 0: placed <= pool and take <= room
+            room = offtake_kwh[rows] - received[rows]
+            take, moved = _single_round(pool, room, _pro_rata_weights(room))
+            received[rows] += take
+            placed[rows] += moved
         return received, placed, 2
     raise EnergyInputError(f"unknown sharing method {method!r}")
 
 
 def _pro_rata_weights(offtake: FloatArray) -> FloatArray:
+    """Dynamic key: each member's share of the row's offtake (0 on rows without offtake)."""
     total = offtake.sum(axis=1, keepdims=True)
-    weights = np.zeros_like(offtake)
-    np.divide(offtake, total, out=weights, where=total > 0)
-    return weights
+    inverse = np.zeros_like(total)
+    np.divide(1.0, total, out=inverse, where=total > 0)
+    return offtake * inverse
 
 
 # --------------------------------------------------------------------------------------------------
@@ -750,10 +781,28 @@ def _pro_rata_weights(offtake: FloatArray) -> FloatArray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _participation(
+def participation(
     readings: MeterReadings, access_points: Sequence[AccessPoint] | None
 ) -> tuple[BoolArray, BoolArray]:
-    """Which offtake and injection registers take part, from the access points' roles."""
+    """Which offtake and injection registers take part in the sharing, from the access points' roles.
+
+    Parameters
+    ----------
+    readings : MeterReadings
+        The meters of the community.
+    access_points : sequence of AccessPoint or None
+        One access point per meter column; None means every member is a prosumer.
+
+    Returns
+    -------
+    takes, gives : ndarray of bool, shape (n_members,)
+        Whether each member's offtake may receive shared energy, and whether its injection is offered.
+
+    Raises
+    ------
+    EnergyInputError
+        If an access point has no meter, or a meter no access point.
+    """
     n = readings.n_members
     if access_points is None:
         return np.ones(n, dtype=bool), np.ones(n, dtype=bool)
@@ -831,7 +880,7 @@ def share(
     [[0.0, 0.1, 0.5, 0.667]]
     """
     method = SharingMethod(method)
-    takes, gives = _participation(readings, access_points)
+    takes, gives = participation(readings, access_points)
     key_vector: FloatArray | None = None
     if method in (SharingMethod.FIXED, SharingMethod.FIXED_MULTI_ROUND, SharingMethod.HYBRID):
         if key is None:
@@ -858,9 +907,9 @@ def share(
     def run(start: int) -> int:
         stop = start + chunk_intervals
         o, g = offtake[start:stop], injection[start:stop]
-        # only the participating registers can make an interval unshareable
-        gap = np.isnan(o[:, takes] if partial_take else o).any(axis=1)
-        gap |= np.isnan(g[:, gives] if partial_give else g).any(axis=1)
+        # only the participating registers can make an interval unshareable (a NaN makes its row sum NaN)
+        gap: BoolArray = np.isnan((o[:, takes] if partial_take else o).sum(axis=1))
+        gap |= np.isnan((g[:, gives] if partial_give else g).sum(axis=1))
         missing[start:stop] = gap
         if partial_take or gap.any():
             o = np.where(takes & ~gap[:, None], o, 0.0)
