@@ -288,7 +288,7 @@ Trainer = Callable[[pd.Series, pd.Timestamp], Predictor]
 """``train(known_history, issue_time) -> predictor``; called at each retrain."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BacktestResult:
     """Forecasts of a rolling-origin backtest, in long form, and their scores.
 

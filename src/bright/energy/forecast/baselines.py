@@ -13,8 +13,9 @@ Three baselines, each known at the issue time by construction:
 Each baseline is probabilistic through the empirical quantiles of its own past errors: the baseline
 is run over the ``residual_days`` before the issue time with the same lags (so its errors are the
 ones it would have made), residuals ``y - point`` are grouped by local hour of day, and quantile ``q``
-of the forecast is ``point + Q_q(residuals of that hour)``; the 0.5 level is the point forecast
-itself, so that the reference of every skill score is the textbook baseline. An hour with fewer
+of the forecast is ``point + Q_q(r) - Q_0.5(r)`` with ``r`` the residuals of that hour: the 0.5
+level is the point forecast itself (so that the reference of every skill score is the textbook
+baseline) and the band is the error distribution centred on it. An hour with fewer
 than ``min_residuals`` residuals uses all hours pooled; with fewer than that in all, the other
 levels are NaN (unknown, not zero).
 """
@@ -39,7 +40,7 @@ QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 """Default quantile levels: the median and the 80 % central interval."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Forecast:
     """A probabilistic forecast of one series (a member's offtake, its PV, the community's net load).
 
@@ -221,18 +222,23 @@ def _baseline(
         resid_parts.append(y.reindex(past).to_numpy() - back)
         hour_parts.append(past.tz_convert(tz).hour.to_numpy())
     levels = np.asarray(quantiles, dtype="float64")
-    level_list = [float(v) for v in levels]
-    offsets = np.full((len(targets), levels.size), np.nan)
+    # The median residual is needed to centre the band even if 0.5 is not among the levels asked.
+    with_median = sorted({*(float(v) for v in levels), 0.5})
+    mid = with_median.index(0.5)
+    keep = [with_median.index(float(v)) for v in levels]
+    offsets = np.full((len(targets), len(with_median)), np.nan)
     target_hours = targets.tz_convert(tz).hour.to_numpy()
     for i, k0 in enumerate(np.unique(lags)):
         rows = lags == k0
         offsets[rows] = residual_quantiles(
-            resid_parts[i], hour_parts[i], target_hours[rows], level_list, min_residuals=min_residuals
+            resid_parts[i], hour_parts[i], target_hours[rows], with_median, min_residuals=min_residuals
         )
     # The 0.5 level is the textbook point forecast itself (so that the seasonal-naive reference of
-    # the skill score is the usual one); the other levels add the residual quantiles to it.
-    offsets[:, np.isclose(levels, 0.5)] = 0.0
-    values = sort_quantiles(point[:, None] + offsets)
+    # the skill score is the usual one); the band is the residual distribution centred on it:
+    # q_tau = point + Q_tau(r) - Q_0.5(r), which never crosses.
+    centred = offsets - offsets[:, [mid]]
+    centred[:, mid] = 0.0  # known point, even when there are too few residuals for a band
+    values = point[:, None] + centred[:, keep]
     frame = pd.DataFrame(values, index=targets, columns=list(levels))
     n_days = int(lags.max()) if lags.size else 0
     reason = f"lag {n_days} d" if count == 1 else f"mean of {count} values every {step_days} d"

@@ -308,12 +308,30 @@ def local_day_shift(index: pd.DatetimeIndex, days: int, *, tz: str) -> pd.Dateti
     tz
         IANA time zone of the wall clock.
     """
+    index = pd.DatetimeIndex(index).tz_convert("UTC")
+    n = len(index)
+    if n > 1:
+        ns = index.as_unit("ns").asi8
+        step = int(ns[1] - ns[0])
+        if step > 0 and bool((np.diff(ns) == step).all()):
+            # Members of a community share their target grids: compute each shift once.
+            return _local_day_shift_cached(int(ns[0]), n, step, days, tz)
+    return _local_day_shift(index, days, tz)
+
+
+def _local_day_shift(index: pd.DatetimeIndex, days: int, tz: str) -> pd.DatetimeIndex:
     local = index.tz_convert(tz)
     naive = local.tz_localize(None)
     offset = (naive - index.tz_localize(None)).to_numpy()
     is_dst = offset > np.timedelta64(_standard_offset_s(tz), "s")
     shifted = naive - pd.Timedelta(days=days)
     return shifted.tz_localize(tz, ambiguous=is_dst, nonexistent="shift_forward").tz_convert("UTC")
+
+
+@lru_cache(maxsize=128)
+def _local_day_shift_cached(start_ns: int, n: int, step_ns: int, days: int, tz: str) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(start_ns + step_ns * np.arange(n, dtype=np.int64), tz="UTC")
+    return _local_day_shift(index, days, tz)
 
 
 @lru_cache(maxsize=32)
@@ -390,6 +408,19 @@ def calendar_features(targets: pd.DatetimeIndex, *, site: Site) -> pd.DataFrame:
 
 
 def _values_at(series: pd.Series, stamps: pd.DatetimeIndex) -> np.ndarray:
+    """Values of a series at the given stamps (NaN where it has none)."""
+    idx = pd.DatetimeIndex(series.index)
+    if len(idx) > 1 and idx.freq is not None:
+        # Regular grid (see regular_series): positions by arithmetic instead of a hash lookup.
+        base = idx.as_unit("ns").asi8
+        step = int(base[1] - base[0])
+        rel = pd.DatetimeIndex(stamps).as_unit("ns").asi8 - base[0]
+        pos = rel // step
+        ok = (rel % step == 0) & (pos >= 0) & (pos < len(idx))
+        values = series.to_numpy(dtype="float64")
+        out = np.full(len(stamps), np.nan)
+        out[ok] = values[pos[ok]]
+        return out
     return series.reindex(stamps).to_numpy(dtype="float64")
 
 

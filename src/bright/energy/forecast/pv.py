@@ -322,7 +322,7 @@ def pv_feature_frame(
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class PVModel:
     """A trained PV correction for one installation, with its provenance.
 
