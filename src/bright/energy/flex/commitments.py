@@ -129,9 +129,8 @@ class Commitment:
         if self.scope == "horizon":
             if self.down_price is not None:
                 raise FlexInputError(f"{who}: a horizon (peak) commitment has no down_price")
-            if np.ndim(self.up_price) != 0 or not (
-                math.isfinite(float(self.up_price)) and float(self.up_price) >= 0
-            ):  # type: ignore[arg-type]
+            up = self.up_price
+            if not isinstance(up, int | float) or isinstance(up, bool) or not (math.isfinite(up) and up >= 0):
                 raise FlexInputError(
                     f"{who}: a horizon (peak) commitment needs one finite up_price >= 0 in EUR/kW"
                 )

@@ -333,8 +333,9 @@ class ElectricVehicle:
     Notes
     -----
     A session departing after the horizon end needs only what cannot be charged after it:
-    ``max(0, energy_kwh - P_c eta_c (departure - horizon end))``. A session with no available step
-    reports its whole requirement as unmet.
+    ``energy_kwh - P_c eta_c (departure - horizon end)`` at the horizon end (negative with V2G: the
+    car may end the horizon below its arrival state if it can be recharged in time). A session with
+    no available step reports its whole requirement as unmet.
     """
 
     name: str
@@ -452,14 +453,16 @@ class ElectricVehicle:
             need = float(s.energy_kwh)
             if dep > horizon_end:
                 after_h = (dep - horizon_end).total_seconds() / 3600.0
-                need = max(0.0, need - self.charge_power_kw * eta_c * after_h)
-            if need <= 0:
+                need -= self.charge_power_kw * eta_c * after_h
+            # Without V2G the energy added never falls, so a need <= 0 is met anyway; with V2G the
+            # departure row also stops the car from leaving emptier than it must.
+            if need <= 0 and not v2g:
                 continue
             slack_times.append(min(dep, horizon_end))
             in_k = np.flatnonzero(ssid == k)
             if len(in_k) == 0:  # never available in the horizon: all of it is missing, nothing to decide
                 slack_cols.append(-1)
-                const.append(need)
+                const.append(max(need, 0.0))
                 continue
             sl = b.add_cols(1, cost=pen)
             slack_cols.append(int(sl[0]))

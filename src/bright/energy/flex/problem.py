@@ -106,7 +106,7 @@ def horizon_step_h(index: pd.DatetimeIndex) -> float:
     if len(index) == 1:
         if index.freq is None:
             raise FlexInputError("horizon: a one-step index needs a freq to know the step length")
-        return float(pd.Timedelta(index.freq).total_seconds()) / 3600.0
+        return float(((index[0] + index.freq) - index[0]).total_seconds()) / 3600.0
     stamps = index.as_unit("ns").asi8
     steps = np.diff(stamps)
     if steps[0] <= 0 or np.any(steps != steps[0]):
@@ -155,8 +155,10 @@ def step_values(
         if sidx.equals(index):
             arr = value.to_numpy(dtype=np.float64, copy=True)
         else:
-            s = value.sort_index()
-            stamps = s.index.tz_convert("UTC")
+            s = value if sidx.is_monotonic_increasing else value.sort_index()
+            stamps = pd.DatetimeIndex(s.index)
+            if str(stamps.tz) != "UTC":
+                stamps = stamps.tz_convert("UTC")
             pos = stamps.searchsorted(index, side="right") - 1
             if pos[0] < 0:
                 raise FlexInputError(
@@ -287,7 +289,7 @@ class LinearModel:
         """Number of integer columns."""
         return int(self.integrality.sum())
 
-    def to_highs(self, options: Mapping[str, object] | None = None) -> highspy.Highs:
+    def to_highs(self, options: Mapping[str, bool | int | float | str] | None = None) -> highspy.Highs:
         """A silent :class:`highspy.Highs` instance holding this model.
 
         Parameters
@@ -738,6 +740,9 @@ class SiteBlock:
     forced_export_kw: FloatArray
     max_import_kw: float
     max_export_kw: float
+    col_range: tuple[int, int] = (0, 0)
+    row_range: tuple[int, int] = (0, 0)
+    offset: float = 0.0
 
     def series(self, x: FloatArray) -> dict[str, FloatArray]:
         """Import, export, generation and reserve of the site at the solution ``x`` (kW per step)."""
@@ -790,8 +795,15 @@ class SharedBlock(Protocol):
 class SharedTerms(Protocol):
     """Shared constraints over all sites (implemented by :class:`bright.energy.flex.community.Community`)."""
 
-    name: str
-    commitments: Sequence[Commitment]
+    @property
+    def name(self) -> str:
+        """Community identifier."""
+        ...
+
+    @property
+    def commitments(self) -> Sequence[Commitment]:
+        """Community-level commitments."""
+        ...
 
     def build(self, b: ModelBuilder, sites: list[SiteBlock], ctx: BuildContext) -> SharedBlock: ...
 
@@ -1062,7 +1074,8 @@ class FlexProblem:
     model
         The assembled arrays.
     site_blocks
-        Per site: columns, device blocks, commitment blocks.
+        Per site: columns, device blocks, commitment blocks, and the site's contiguous column and
+        row ranges (``col_range``, ``row_range``) with its objective offset.
     community_block
         What the community added (its own layout object), or None.
     pairs
@@ -1143,7 +1156,12 @@ def build_problem(
                 "commit it at one level only"
             )
         ctx = BuildContext(index, dt, site.name, pen, own or community_reserve, relax_all, excl)
-        blocks.append(_build_site(b, site, ctx))
+        c0, r0, o0 = b.num_col, b.num_row, b.offset
+        sb = _build_site(b, site, ctx)
+        # Each site's columns and rows form one contiguous block that touches nothing else: the
+        # community decomposition slices the member problems out of the assembled matrix.
+        sb.col_range, sb.row_range, sb.offset = (c0, b.num_col), (r0, b.num_row), b.offset - o0
+        blocks.append(sb)
     cblock = None
     if community is not None:
         ctx = BuildContext(index, dt, "community", pen, community_reserve, relax_all, excl)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,8 @@ class Schedule:
         Wall time spent building the model(s) and in HiGHS, in s.
     problem
         The last problem solved (for inspection).
+    solver_info
+        How the schedule was found (``method``, iterations and bound gap of a decomposition ...).
     """
 
     index: pd.DatetimeIndex
@@ -106,6 +108,7 @@ class Schedule:
     build_time_s: float
     solve_time_s: float
     problem: FlexProblem
+    solver_info: dict[str, object] = field(default_factory=dict)
 
     def value_stack(self) -> pd.DataFrame:
         """Value (EUR, reference minus optimal cost) per member (rows) and item (columns), with totals."""
@@ -206,10 +209,10 @@ def solve(
             build_time += problem.build_time_s
             continue
         if exclusivity == "lazy":
-            extra = _simultaneous(problem, x)
-            if extra and _net_grid(problem, x, extra):
+            extra = simultaneous_use(problem, x)
+            if extra and net_grid_flows(problem, x, extra):
                 objective = float(problem.model.col_cost @ x) + problem.model.offset
-                extra = _simultaneous(problem, x)
+                extra = simultaneous_use(problem, x)
             if extra:
                 rounds += 1
                 merged = dict(problem.exclusive)
@@ -224,7 +227,9 @@ def solve(
                 build_time += problem.build_time_s
                 continue
         break
-    return _extract(problem, x, objective, status, build_time, solve_time)
+    sched = extract_schedule(problem, x, objective, status, build_time, solve_time)
+    sched.solver_info.update({"method": "joint", "lazy_rounds": rounds})
+    return sched
 
 
 def _rebuild(problem: FlexProblem, **changes: Any) -> FlexProblem:
@@ -263,7 +268,8 @@ def _run(problem: FlexProblem, options: dict[str, Any]) -> tuple[FloatArray | No
     raise ScheduleError(f"HiGHS returned no usable schedule: {label}")
 
 
-def _simultaneous(problem: FlexProblem, x: FloatArray) -> dict[str, np.ndarray]:
+def simultaneous_use(problem: FlexProblem, x: FloatArray) -> dict[str, np.ndarray]:
+    """Positions where both columns of a charge/discharge or import/export pair are positive, per pair key."""
     out = {}
     for p in problem.pairs:
         both = (x[p.a] > _TOL_KW) & (x[p.b] > _TOL_KW)
@@ -272,7 +278,7 @@ def _simultaneous(problem: FlexProblem, x: FloatArray) -> dict[str, np.ndarray]:
     return out
 
 
-def _net_grid(problem: FlexProblem, x: FloatArray, found: dict[str, np.ndarray]) -> bool:
+def net_grid_flows(problem: FlexProblem, x: FloatArray, found: dict[str, np.ndarray]) -> bool:
     """Net simultaneous import and export of sites in place, if that keeps every row and the cost.
 
     With equal import and export prices the LP is indifferent to importing and exporting at once and
@@ -298,7 +304,9 @@ def _net_grid(problem: FlexProblem, x: FloatArray, found: dict[str, np.ndarray])
     activity = np.bincount(rows, weights=model.a_value * trial[model.a_index], minlength=model.num_row)
     tol = 1e-7 * (1.0 + np.abs(activity))
     feasible = np.all(activity >= model.row_lower - tol) and np.all(activity <= model.row_upper + tol)
-    feasible = feasible and np.all(trial >= model.col_lower - 1e-9) and np.all(trial <= model.col_upper + 1e-9)
+    feasible = (
+        feasible and np.all(trial >= model.col_lower - 1e-9) and np.all(trial <= model.col_upper + 1e-9)
+    )
     old, new = float(model.col_cost @ x), float(model.col_cost @ trial)
     if not feasible or new > old + 1e-9 * (1.0 + abs(old)):
         return False
@@ -320,7 +328,7 @@ def _unmet_rows(specs: list[Unmet], x: FloatArray) -> tuple[list[dict[str, objec
                     "member": u.site,
                     "item": u.item,
                     "constraint": u.constraint,
-                    "time": u.times[k],
+                    "time": u.times[int(k)],
                     "shortfall": float(amount[k]),
                     "unit": u.unit,
                     "penalty_eur": float(decided[k]) * u.penalty,
@@ -370,10 +378,26 @@ def _row(member: str, item: str, kind: str, quantity: str, ref: float, opt: floa
     }
 
 
-def _extract(
+def extract_schedule(
     problem: FlexProblem, x: FloatArray, objective: float, status: str, build_time: float, solve_time: float
 ) -> Schedule:
+    """Read the schedule, the statement and the unmet report out of the solution ``x``.
+
+    Parameters
+    ----------
+    problem
+        The problem ``x`` solves.
+    x
+        Column values.
+    objective
+        Objective value in EUR (money plus penalties).
+    status
+        Solver status label (``"optimal"`` becomes ``"relaxed"`` when something is unmet).
+    build_time, solve_time
+        Wall times to report, in s.
+    """
     index, dt = problem.index, problem.dt_h
+    x = np.where(np.abs(x) < 1e-12, 0.0, x)  # no -0.0 or 1e-17 noise in the schedules
     sites: dict[str, pd.DataFrame] = {}
     devices: dict[str, dict[str, pd.DataFrame]] = {}
     statement: list[dict[str, object]] = []
