@@ -128,6 +128,19 @@ def demo(
         for err in res["errors"]:
             console.print(f"[red]rejected[/red] {err['entityId']}: {err['error']['detail']}")
         raise typer.Exit(code=1)
+    from bright.services.demo import meter_series
+    from bright.twin.series import SeriesStore
+    from bright.twin.vocabulary import bright_context
+
+    vocab = bright_context()
+    series = SeriesStore(engine)
+    with console.status("writing a year of quarter-hourly metering for every member..."):
+        frames = meter_series(community)
+        n_values = 0
+        for name, frame in frames.items():
+            series.write(frame, attribute=vocab.expand(name), unit_code="KWH")
+            n_values += frame.size
+    console.print(f"{n_values:,} quarter-hourly values written (offtake, injection, PV production, 2016)")
     table = Table(title=community.name)
     for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
         table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")

@@ -303,3 +303,34 @@ def member_pv_kwh(member: Member, pv_profile: str = "PV3") -> pd.Series:
     """
     p = datasets.simbench_profiles()[pv_profile]
     return p / p.sum() * 950.0 * member.pv_kwp
+
+
+def meter_series(community: DemoCommunity) -> dict[str, pd.DataFrame]:
+    """The year of quarter-hourly metering of every member's access point (2016, UTC).
+
+    What the DSO's smart meter records is the net of load and own PV per quarter-hour, split
+    into gross offtake and gross injection (both >= 0, kWh). PV production is returned as the
+    ``production`` of each PV device.
+
+    Returns
+    -------
+    dict
+        ``offtake`` and ``injection`` (one column per meter id) and ``production`` (one column per
+        PV device id), each a DataFrame of kWh per quarter-hour.
+    """
+    offtake, injection, production = {}, {}, {}
+    for m in community.members:
+        load = member_load_kwh(m).to_numpy()
+        pv = member_pv_kwh(m).to_numpy() if m.pv_kwp else np.zeros_like(load)
+        net = load - pv
+        meter = f"urn:ngsi-ld:Meter:{community.key}:{m.key}"
+        offtake[meter] = np.clip(net, 0.0, None)
+        injection[meter] = np.clip(-net, 0.0, None)
+        if m.pv_kwp:
+            production[f"urn:ngsi-ld:PhotovoltaicDevice:{community.key}:{m.key}"] = pv
+    index = datasets.simbench_profiles().index
+    return {
+        "offtake": pd.DataFrame(offtake, index=index),
+        "injection": pd.DataFrame(injection, index=index),
+        "production": pd.DataFrame(production, index=index),
+    }

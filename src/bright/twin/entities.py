@@ -64,6 +64,9 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_CANONICAL_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?Z$")
+
+
 def parse_datetime(text: Any, what: str) -> str:
     """Normalise an ISO-8601 date-time with a zone to the stored UTC form.
 
@@ -74,6 +77,12 @@ def parse_datetime(text: Any, what: str) -> str:
     """
     if not isinstance(text, str):
         raise BadRequestData(f"{what} must be an ISO-8601 date-time string, got {type(text).__name__}")
+    if _CANONICAL_UTC.match(text):
+        try:
+            datetime.fromisoformat(text[:-1])  # validates the fields (month 13, day 32...)
+            return text  # already the stored form: the common case for meter readings
+        except ValueError:
+            raise BadRequestData(f"{what}: {text!r} is not a valid date-time") from None
     s = text.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"

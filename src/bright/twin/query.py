@@ -116,6 +116,7 @@ Expand: TypeAlias = Callable[[str], str]
 METADATA_NAMES: frozenset[str] = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"})
 """Instance members addressable as the last segment of a dotted path (``a.observedAt``)."""
 _DATE_METADATA = frozenset({"observedAt", "createdAt", "modifiedAt"})
+_SYSTEM_TIMES = frozenset({"createdAt", "modifiedAt"})
 
 Leaf: TypeAlias = tuple[str, float | None, str | None]
 """One typed leaf: (kind, num, txt), as in ``attr_index``."""
@@ -535,6 +536,10 @@ def _instance_rows(instance: dict[str, Any], prefix: str, emit: Emit) -> None:
     else:  # GeoProperty (see bright.twin.geo), empty languageMap, no value: existence only
         emit(prefix, _MARKER)
     for key, member in instance.items():
+        if key in _SYSTEM_TIMES:
+            # createdAt/modifiedAt change on every write and are almost never queried: not
+            # indexed (a third of the rows of a typical entity); orderBy on them sorts in memory.
+            continue
         if key in METADATA_NAMES:
             for leaf in _meta_leaves(key, member):
                 emit(_join(prefix, key), leaf)

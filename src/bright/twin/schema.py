@@ -47,6 +47,8 @@ entities = Table(
     UniqueConstraint("tenant", "id", name="uq_entities_tenant_id"),
 )
 Index("ix_entities_tenant_type_id", entities.c.tenant, entities.c.type, entities.c.id)
+# Pages are served in creation order: (tenant, pk) lets the database walk it and stop at the limit.
+Index("ix_entities_tenant_pk", entities.c.tenant, entities.c.pk)
 
 entity_types = Table(
     "entity_types",
@@ -84,7 +86,9 @@ attr_index = Table(
 )
 Index("ix_attr_index_num", attr_index.c.attr, attr_index.c.path, attr_index.c.num, attr_index.c.entity_pk)
 Index("ix_attr_index_txt", attr_index.c.attr, attr_index.c.path, attr_index.c.txt, attr_index.c.entity_pk)
-Index("ix_attr_index_pk", attr_index.c.entity_pk, attr_index.c.attr)
+# Correlated lookups (does entity X have attr A with num > n?) must start from the entity:
+# (entity_pk, attr, path, num) beats (attr, path, num) for them, or the planner scans a range per entity.
+Index("ix_attr_index_pk", attr_index.c.entity_pk, attr_index.c.attr, attr_index.c.path, attr_index.c.num)
 
 geo_index = Table(
     "geo_index",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+
+import orjson
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -219,12 +221,14 @@ class TwinStore:
                 self._insert(conn, tenant, new_docs)
                 created = [d["id"] for d in new_docs]
                 events += [EntityEvent("created", tenant, d["id"], None, d) for d in new_docs]
+            rewrites: list[tuple[int, dict[str, Any]]] = []
             for d in docs:
                 if d["id"] in existing:
                     pk, old = existing[d["id"]]
                     doc = merge(old, d) if merge else {**d, "createdAt": old.get("createdAt", d["createdAt"])}
-                    self._rewrite(conn, pk, doc)
+                    rewrites.append((pk, doc))
                     events.append(EntityEvent("updated", tenant, d["id"], old, doc))
+            self._rewrite_many(conn, rewrites)
         self._emit(events)
         return created
 
@@ -244,24 +248,52 @@ class TwinStore:
 
     # --- index maintenance --------------------------------------------------------------------------
     def _insert(self, conn: Connection, tenant: str, docs: Sequence[dict[str, Any]]) -> None:
+        """Insert new entities and their index rows (driver-level executemany: the hot path)."""
+        ph = "%s" if self.postgres else "?"
+        jsonb = "::jsonb" if self.postgres else ""
+        sql = (
+            f"INSERT INTO entities (tenant, id, type, created_at, modified_at, doc) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}{jsonb})"
+        )
         rows = [
-            {
-                "tenant": tenant,
-                "id": d["id"],
-                "type": d["type"][0] if d["type"] else "",
-                "created_at": d["createdAt"],
-                "modified_at": d["modifiedAt"],
-                "doc": d,
-            }
+            (
+                tenant,
+                d["id"],
+                d["type"][0] if d["type"] else "",
+                d["createdAt"],
+                d["modifiedAt"],
+                orjson.dumps(d).decode(),
+            )
             for d in docs
         ]
-        pks: list[int] = []
+        pks: dict[str, int] = {}
         for chunk in _chunks(rows, 2000):
-            res = conn.execute(
-                insert(entities).returning(entities.c.pk, entities.c.id, sort_by_parameter_order=True), chunk
+            conn.exec_driver_sql(sql, chunk)
+            ids = [r[1] for r in chunk]
+            found = conn.execute(
+                select(entities.c.id, entities.c.pk).where(entities.c.tenant == tenant, entities.c.id.in_(ids))
             )
-            pks.extend(r[0] for r in res)
-        self._index(conn, list(zip(pks, docs, strict=True)))
+            pks.update({r[0]: r[1] for r in found})
+        self._index(conn, [(pks[d["id"]], d) for d in docs])
+
+    def _rewrite_many(self, conn: Connection, pairs: list[tuple[int, dict[str, Any]]]) -> None:
+        """Replace the documents and index rows of existing entities, in bulk."""
+        if not pairs:
+            return
+        ph = "%s" if self.postgres else "?"
+        jsonb = "::jsonb" if self.postgres else ""
+        conn.exec_driver_sql(
+            f"UPDATE entities SET doc = {ph}{jsonb}, type = {ph}, modified_at = {ph}, created_at = {ph} WHERE pk = {ph}",
+            [
+                (orjson.dumps(d).decode(), d["type"][0] if d["type"] else "", d["modifiedAt"], d["createdAt"], pk)
+                for pk, d in pairs
+            ],
+        )
+        pks = [pk for pk, _ in pairs]
+        for chunk in _chunks(pks, 900):
+            for table in (attr_index, entity_types, entity_scopes, geo_index):
+                conn.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
+        self._index(conn, pairs)
 
     def _rewrite(self, conn: Connection, pk: int, doc: dict[str, Any]) -> None:
         conn.execute(
@@ -279,24 +311,35 @@ class TwinStore:
         self._index(conn, [(pk, doc)])
 
     def _index(self, conn: Connection, pairs: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        type_rows, scope_rows, attr_rows, geo_rows = [], [], [], []
+        """Write the type, scope, attribute-leaf and geometry index rows of entities."""
+        type_rows: list[tuple[Any, ...]] = []
+        scope_rows: list[tuple[Any, ...]] = []
+        attr_rows: list[tuple[Any, ...]] = []
+        geo_rows: list[tuple[Any, ...]] = []
         for pk, doc in pairs:
-            type_rows.extend({"entity_pk": pk, "type": t} for t in doc["type"])
-            scope_rows.extend({"entity_pk": pk, "scope": s} for s in doc.get("scope") or [])
-            for r in query.index_rows(doc):
-                r["entity_pk"] = pk
-                attr_rows.append(r)
-            for r in geo.geo_rows(doc):
-                r["entity_pk"] = pk
-                geo_rows.append(r)
-        for table, rows in (
-            (entity_types, type_rows),
-            (entity_scopes, scope_rows),
-            (attr_index, attr_rows),
-            (geo_index, geo_rows),
+            type_rows.extend((pk, t) for t in doc["type"])
+            scope_rows.extend((pk, sc) for sc in doc.get("scope") or [])
+            attr_rows.extend(
+                (pk, r["attr"], r.get("path", ""), r.get("dataset_id"), r["kind"], r.get("num"), r.get("txt"))
+                for r in query.index_rows(doc)
+            )
+            geo_rows.extend(
+                (pk, r["attr"], r.get("dataset_id"), r["min_x"], r["min_y"], r["max_x"], r["max_y"], r["geojson"])
+                for r in geo.geo_rows(doc)
+            )
+        ph = "%s" if self.postgres else "?"
+        for table, cols, rows in (
+            ("entity_types", "entity_pk, type", type_rows),
+            ("entity_scopes", "entity_pk, scope", scope_rows),
+            ("attr_index", "entity_pk, attr, path, dataset_id, kind, num, txt", attr_rows),
+            ("geo_index", "entity_pk, attr, dataset_id, min_x, min_y, max_x, max_y, geojson", geo_rows),
         ):
-            for chunk in _chunks(rows, 5000):
-                conn.execute(insert(table), chunk)
+            if not rows:
+                continue
+            marks = ", ".join([ph] * (cols.count(",") + 1))
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
+            for chunk in _chunks(rows, 10000):
+                conn.exec_driver_sql(sql, chunk)
 
     # --- queries --------------------------------------------------------------------------------
     def _where(self, tenant: str, eq: EntityQuery, conn: Connection) -> list[ColumnElement[bool]]:
