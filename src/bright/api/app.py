@@ -68,8 +68,10 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     app.add_middleware(StripTrailingSlash)
     app.state.settings = settings
 
-    from bright.api import ngsild
+    from bright.api import ngsild, temporal
 
+    # The temporal router first: /temporal/entities/... must not be taken for an entity id.
+    temporal.install(app, service)
     app.include_router(ngsild.router)
 
     @app.exception_handler(NgsiLdError)
