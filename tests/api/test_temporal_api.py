@@ -108,3 +108,23 @@ def test_core_updates_become_history(client: TestClient) -> None:
         assert client.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Meter:m1/attrs", json=frag, headers=H).status_code == 204
     r = client.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Meter:m1", params={"options": "temporalValues"}, headers=H)
     assert [v for v, _ in r.json()["power"]["values"]] == [1.5, 2.0, 2.5]
+
+
+def test_long_histories_are_paged_on_the_time_axis(client: TestClient) -> None:
+    client.app.state.twin.settings = type(client.app.state.twin.settings)(temporal_page=5)  # type: ignore[attr-defined]
+    body = {
+        "id": "urn:ngsi-ld:Vehicle:p1",
+        "type": "Vehicle",
+        "speed": [{"type": "Property", "value": k, "observedAt": f"2020-01-01T01:{k:02d}:00Z"} for k in range(10)],
+    }
+    assert client.post("/ngsi-ld/v1/temporal/entities", json=body, headers=H).status_code == 201
+    url = "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:p1"
+    r = client.get(url, headers=H)
+    assert r.status_code == 206
+    assert [i["value"] for i in r.json()["speed"]] == [0, 1, 2, 3, 4]
+    assert r.headers["Content-Range"] == "date-time 2020-01-01T01:00:00Z-2020-01-01T01:04:00Z/*"
+    r = client.get(url, params={"lastN": 8}, headers=H)
+    assert r.status_code == 206 and [i["value"] for i in r.json()["speed"]] == [5, 6, 7, 8, 9]
+    assert r.headers["Content-Range"] == "date-time 2020-01-01T01:09:00Z-2020-01-01T01:05:00Z/8"
+    r = client.get(url, params={"timerel": "after", "timeAt": "2020-01-01T01:04:00Z"}, headers=H)
+    assert r.status_code == 200 and [i["value"] for i in r.json()["speed"]] == [5, 6, 7, 8, 9]

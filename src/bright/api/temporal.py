@@ -7,6 +7,7 @@ store, so the core API and the temporal API describe the same twin.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -21,14 +22,16 @@ from bright.twin.entities import (
     RenderOptions,
     check_entity_id,
     check_name,
+    is_uri,
     now_iso,
     parse_attribute,
     parse_entity,
     render_instance,
 )
 from bright.twin.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from bright.twin.projection import parse_projection
 from bright.twin.service import TwinService
-from bright.twin.temporal import AGGR_METHODS, TemporalStore, TimeFilter, aggregate_instances
+from bright.twin.temporal import AGGR_METHODS, TemporalStore, TimeFilter, aggregate_instances, canonical_time
 
 router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["NGSI-LD temporal"])
 
@@ -36,6 +39,7 @@ TEMPORAL_QUERY_PARAMS = {
     "type", "id", "idPattern", "q", "scopeQ", "attrs", "pick", "omit", "georel", "geometry", "coordinates",
     "geoproperty", "timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "options", "format",
     "aggrMethods", "aggrPeriodDuration", "limit", "offset", "count", "lang", "local", "csf", "datasetId", "via",
+    "orderBy", "join", "joinLevel",
 }
 VALUES_KEY = {
     "Property": ("values", "value"),
@@ -47,8 +51,6 @@ VALUES_KEY = {
     "ListProperty": ("valueLists", "valueList"),
     "ListRelationship": ("objectLists", "objectList"),
 }
-#: Instances returned per attribute before a response is cut (206 Partial Content + Content-Range).
-MAX_INSTANCES = 10_000
 
 
 def temporal(request: Request) -> TemporalStore:
@@ -145,7 +147,7 @@ async def append_temporal_attrs(request: Request, entity_id: str) -> Response:
 @router.delete("/entities/{entity_id:path}/attrs/{attr}/{instance_id:path}", status_code=204)
 def delete_temporal_instance(request: Request, entity_id: str, attr: str, instance_id: str) -> Response:
     allowed(request, {"local", "via"})
-    check_entity_id(entity_id)
+    _check_instance_path(entity_id, attr, instance_id)
     ctx = request_context(request)
     _require_entity(request, entity_id)
     temporal(request).delete_instance(tenant_of(request), entity_id, ctx.active.expand(attr), instance_id)
@@ -156,7 +158,7 @@ def delete_temporal_instance(request: Request, entity_id: str, attr: str, instan
 async def modify_temporal_instance(request: Request, entity_id: str, attr: str, instance_id: str) -> Response:
     allowed(request, {"local", "via"})
     check_content_type(request)
-    check_entity_id(entity_id)
+    _check_instance_path(entity_id, attr, instance_id)
     body = await read_json(request, svc(request).settings.max_body_bytes)
     if not isinstance(body, dict):
         raise BadRequestData("the instance fragment must be a JSON object")
@@ -171,6 +173,13 @@ async def modify_temporal_instance(request: Request, entity_id: str, attr: str, 
         tenant_of(request), entity_id, ctx.active.expand(attr), instance_id, inst, now_iso()
     )
     return Response(status_code=204)
+
+
+def _check_instance_path(entity_id: str, attr: str, instance_id: str) -> None:
+    check_entity_id(entity_id)
+    check_name(attr)
+    if not is_uri(instance_id):
+        raise BadRequestData(f"instanceId {instance_id!r} is not a URI")
 
 
 @router.delete("/entities/{entity_id:path}/attrs/{attr}", status_code=204)
@@ -226,8 +235,12 @@ class TemporalOptions:
             raise InvalidRequest(f"unknown option(s) {', '.join(sorted(unknown))}")
         if fmt not in (None, "normalized", "temporalValues", "simplified", "aggregatedValues", "concise"):
             raise InvalidRequest(f"format {fmt!r} is not normalized, temporalValues or aggregatedValues")
-        self.values = fmt in ("temporalValues", "simplified") or bool(opts & {"temporalValues", "keyValues", "simplified"})
-        self.aggregated = fmt == "aggregatedValues" or "aggregatedValues" in opts
+        if fmt is not None:  # format wins over options
+            self.values = fmt in ("temporalValues", "simplified")
+            self.aggregated = fmt == "aggregatedValues"
+        else:
+            self.values = bool(opts & {"temporalValues", "keyValues", "simplified"})
+            self.aggregated = "aggregatedValues" in opts
         self.sys_attrs = "sysAttrs" in opts
         self.methods: list[str] = []
         self.period: str | None = None
@@ -252,6 +265,12 @@ class TemporalOptions:
         ds = [d.strip() for v in params.getlist("datasetId") for d in v.split(",") if d.strip()]
         self.dataset_ids = set(ds) if ds else None
         self.lang = params.get("lang")
+        self.pick = parse_projection(params.get("pick") or "", "pick") if "pick" in params else None
+        self.omit = parse_projection(params.get("omit") or "", "omit") if "omit" in params else None
+        if (self.pick is not None or self.omit is not None) and attrs:
+            raise BadRequestData("pick/omit and attrs cannot be used together")
+        if self.pick is not None and self.omit is not None and set(self.pick) & set(self.omit):
+            raise BadRequestData(f"{sorted(set(self.pick) & set(self.omit))[0]!r} is both in pick and omit")
 
 
 def render_temporal(
@@ -280,10 +299,19 @@ def render_temporal(
             agg = _aggregate(store, tenant, doc["id"], iri, insts, topts, start, end)
             out[name] = {"type": insts[0]["type"] if insts else "Property", **agg}
         elif topts.values:
-            t = insts[0]["type"] if insts else "Property"
-            key, member = VALUES_KEY.get(t, ("values", "value"))
-            pairs = [[i.get(member), i.get("observedAt") or i.get("createdAt")] for i in insts]
-            out[name] = {"type": "VocabProperty" if t == "VocabularyProperty" else t, key: pairs}
+            groups: dict[Any, list[dict[str, Any]]] = {}
+            for i in insts:
+                groups.setdefault(i.get("datasetId"), []).append(i)
+            objs = []
+            for ds, group in groups.items():
+                t = group[0]["type"]
+                key, member = VALUES_KEY.get(t, ("values", "value"))
+                obj: dict[str, Any] = {"type": "VocabProperty" if t == "VocabularyProperty" else t}
+                if ds is not None:
+                    obj["datasetId"] = ds
+                obj[key] = [[_simple(i, member, ctx), i.get("observedAt") or i.get("createdAt")] for i in group]
+                objs.append(obj)
+            out[name] = objs[0] if len(objs) == 1 else objs
         else:
             rendered = []
             for inst in insts:
@@ -292,7 +320,21 @@ def render_temporal(
                     r["instanceId"] = inst["instanceId"]
                 rendered.append(r)
             out[name] = rendered
+    if topts.pick is not None:
+        out = {k: v for k, v in out.items() if k in topts.pick}
+    if topts.omit is not None:
+        out = {k: v for k, v in out.items() if k not in topts.omit}
     return out, [t for t in times if t]
+
+
+def _simple(inst: dict[str, Any], member: str, ctx: ActiveContext) -> Any:
+    """One value of a temporalValues pair (objects for the non-Property kinds, as the spec shows)."""
+    v = inst.get(member)
+    if member == "vocab":
+        return {"vocab": [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(v)}
+    if member in ("languageMap", "json"):
+        return {member: v}
+    return v
 
 
 def _aggregate(
@@ -329,11 +371,45 @@ def _iso(ts: Any) -> str:
     return format_datetime(pd.Timestamp(ts).to_pydatetime())
 
 
-def _content_range(times: list[str], total_known: bool) -> str | None:
-    if not times:
-        return None
+def paginate(
+    history: dict[str, list[dict[str, Any]]], page: int, topts: TemporalOptions
+) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """Cut a history longer than ``page`` instances on the time axis, across attributes.
+
+    Without ``lastN`` the page holds the oldest instances; with ``lastN`` the most recent ones.
+    Every attribute keeps the instances inside the page's time range (possibly none), so a
+    client continues with ``timerel`` from the range's end. Returns the page and whether it was cut.
+    """
+    stamped = [
+        (canonical_time(i.get("observedAt") or i.get("modifiedAt") or i.get("createdAt")), iri, k)
+        for iri, insts in history.items()
+        for k, i in enumerate(insts)
+        if i.get("observedAt") or i.get("modifiedAt") or i.get("createdAt")
+    ]
+    if len(stamped) <= page:
+        return history, False
+    stamped.sort(reverse=topts.last_n is not None)
+    keep = {(iri, k) for _, iri, k in stamped[:page]}
+    return {iri: [i for k, i in enumerate(insts) if (iri, k) in keep] for iri, insts in history.items()}, True
+
+
+def content_range(times: list[str], topts: TemporalOptions) -> str:
+    """``date-time <start>-<end>/<size>``: from the query bound (or the page's first instant) to the
+    page's last instant; with ``lastN`` the range runs backwards in time and the size is lastN."""
     ordered = sorted(times)
-    return f"date-time {ordered[0]}-{ordered[-1]}/{len(times) if total_known else '*'}"
+    first, last = (ordered[0], ordered[-1]) if ordered else ("", "")
+    when = topts.when
+    if topts.last_n is not None:
+        start = when.time_at if when.timerel == "before" else when.end_time_at if when.timerel == "between" else last
+        return f"date-time {_plain(start or last)}-{_plain(first)}/{topts.last_n}"
+    start = when.time_at if when.timerel in ("after", "between") else first
+    return f"date-time {_plain(start or first)}-{_plain(last)}/*"
+
+
+def _plain(t: str) -> str:
+    from bright.twin.entities import format_datetime
+
+    return format_datetime(datetime.fromisoformat(canonical_time(t).replace("Z", "+00:00"))) if t else t
 
 
 def _respond(request: Request, body: Any, ctx: Ctx, media: str, headers: dict[str, str], status: int = 200) -> Response:
@@ -361,19 +437,18 @@ def retrieve_temporal(request: Request, entity_id: str) -> Response:
     history = store.history(
         tenant, entity_id, attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids
     )
-    truncated = False
-    for iri, insts in history.items():
-        if len(insts) > MAX_INSTANCES:
-            history[iri] = insts[-MAX_INSTANCES:] if topts.last_n else insts[:MAX_INSTANCES]
-            truncated = True
+    if topts.attrs is not None and not history:
+        raise ResourceNotFound(f"temporal entity {entity_id} has no history of the requested attributes")
+    page = svc(request).settings.temporal_page
+    history, cut = paginate(history, page, topts)
     out, times = render_temporal(doc, history, ctx.active, topts, store, tenant)
+    if not out:
+        raise ResourceNotFound(f"the projection leaves nothing of temporal entity {entity_id}")
     headers: dict[str, str] = {}
     status = 200
-    if truncated or topts.last_n is not None:
-        cr = _content_range(times, not truncated)
-        if cr:
-            headers["Content-Range"] = cr
-        status = 206 if truncated else 200
+    if cut:
+        headers["Content-Range"] = content_range(times, topts)
+        status = 206
     return _respond(request, out, ctx, media, headers, status)
 
 
@@ -394,25 +469,39 @@ def _query(request: Request, params: Params, ctx: Ctx, media: str, flat: dict[st
         raise ResourceNotFound(f"tenant {tenant!r} not found")
     core = {k: v for k, v in flat.items() if k in ("type", "id", "idPattern", "q", "scopeQ", "georel", "geometry",
                                                   "coordinates", "geoproperty", "limit", "offset", "local")}
-    if topts.when.timerel is None and str(flat.get("local", "")).lower() != "true" and not (
-        "type" in core or "id" in core or "idPattern" in core or "attrs" in flat or "q" in core
-    ):
-        raise BadRequestData("a temporal query needs timerel (or type, id, attrs, q)")
-    eq = service.build_query({**core, "local": "true"}, ctx.active)
+    if "attrs" in flat and flat["attrs"]:
+        core["attrs"] = flat["attrs"]
+    eq = service.build_query(core, ctx.active)
+    if flat.get("orderBy"):
+        from bright.twin.service import order_docs, parse_order_by
+
+        keys = parse_order_by(str(flat["orderBy"]), ctx.active)
+        limit, offset = eq.limit, eq.offset
+        eq.limit, eq.offset = 10_000, 0
+        docs, _ = service.store.query(tenant, eq)
+        docs = order_docs(docs, keys)[offset : offset + limit]
     count = str(flat.get("count", "false")).lower() == "true"
-    docs, total = service.store.query(tenant, eq, count=count)
+    total = None
+    if not flat.get("orderBy"):
+        docs, total = service.store.query(tenant, eq, count=count)
     store = temporal(request)
     out = []
+    cut, times = False, []
     for doc in docs:
         history = store.history(
             tenant, doc["id"], attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids
         )
-        if topts.attrs is not None and not history:
+        if (topts.attrs is not None or topts.when.timerel is not None) and not history:
             continue
-        rendered, _ = render_temporal(doc, history, ctx.active, topts, store, tenant)
+        history, was_cut = paginate(history, service.settings.temporal_page, topts)
+        rendered, page_times = render_temporal(doc, history, ctx.active, topts, store, tenant)
+        if was_cut:
+            cut, times = True, times + page_times
         out.append(rendered)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    return _respond(request, out, ctx, media, headers)
+    if cut:
+        headers["Content-Range"] = content_range(times, topts)
+    return _respond(request, out, ctx, media, headers, 206 if cut else 200)
 
 
 @router.post("/entityOperations/query", openapi_extra=oa.PLAIN)
@@ -468,11 +557,11 @@ def install(app: Any, service: TwinService) -> None:
         before = (ev.before or {}).get("attrs", {})
         fresh: dict[str, list[dict[str, Any]]] = {}
         for iri, insts in after.get("attrs", {}).items():
-            old = {(i.get("datasetId"), i.get("observedAt")) for i in before.get(iri, [])}
-            new = [i for i in insts if "observedAt" in i and (i.get("datasetId"), i.get("observedAt")) not in old]
+            old = before.get(iri, [])
+            new = [i for i in insts if i not in old]
             if new:
                 fresh[iri] = new
         if fresh:
-            store.add(ev.tenant, ev.entity_id, fresh, now_iso())
+            store.add(ev.tenant, ev.entity_id, fresh, after.get("modifiedAt") or now_iso())
 
     service.store.listeners.append(on_change)

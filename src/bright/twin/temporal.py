@@ -171,7 +171,7 @@ class TemporalStore:
                     key = (attr, inst.get("datasetId"), inst.get("unitCode"))
                     numeric.setdefault(key, []).append((inst["observedAt"], float(inst["value"])))
                     continue
-                t = canonical_time(inst.get("observedAt") or inst.get("createdAt") or now)
+                t = canonical_time(inst.get("observedAt") or inst.get("modifiedAt") or inst.get("createdAt") or now)
                 doc = {k: v for k, v in inst.items() if k != "instanceId"}
                 rows.append(
                     {
