@@ -192,6 +192,10 @@ def check_geometry(value: Any, attr: str) -> dict[str, Any]:
     if "coordinates" not in value:
         raise BadRequestData(f"attribute {attr!r}: GeoJSON geometry without coordinates")
     gtype = value["type"]
+    if gtype == "Point":  # the common case, checked inline
+        c = value["coordinates"]
+        if type(c) is list and 2 <= len(c) <= 3 and all(type(x) in (int, float) for x in c):
+            return value
     _check_positions(value["coordinates"], _GEO_DEPTH[gtype], attr)
     if gtype == "LineString" and len(value["coordinates"]) < 2:
         raise BadRequestData(f"attribute {attr!r}: a LineString needs at least two positions")

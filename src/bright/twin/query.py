@@ -350,6 +350,9 @@ def _temporal(text: str) -> str | None:
     """The normalised 'd' text of an ISO 8601 date-time, date or time string, else None."""
     if len(text) < 5 or len(text) > 40 or not text[0].isdigit():
         return None
+    # Cheap shape test first: dates have '-' at 4, times ':' at 2 (most strings are neither).
+    if text[4] != "-" and text[2] != ":":
+        return None
     if len(text) == 27 and _NORMALISED_RE.fullmatch(text):  # the store's own stamps: already UTC
         return text
     try:
