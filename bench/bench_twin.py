@@ -10,6 +10,7 @@ Usage: python bench/bench_twin.py [sqlite|postgresql ...]
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -90,23 +92,27 @@ def p50(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def run(backend: str) -> list[tuple[str, str, str, str]]:
-    cleanup = None
+def fresh_database(backend: str) -> tuple[str, Callable[[], None]]:
+    """A new SQLite file or PostgreSQL database, and the function that removes it."""
     if backend == "sqlite":
         tmp = tempfile.mkdtemp()
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-    else:
-        from sqlalchemy import create_engine, text
+        return f"sqlite:///{Path(tmp) / 'bench.db'}", lambda: shutil.rmtree(tmp, ignore_errors=True)
+    from sqlalchemy import create_engine, text
 
-        name = f"bright_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"bright_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def cleanup() -> None:
         with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-        def cleanup() -> None:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, cleanup
+
+
+def run(backend: str) -> list[tuple[str, str, str, str]]:
+    url, cleanup = fresh_database(backend)
 
     proc, base = start(url)
     rows = []
@@ -156,9 +162,8 @@ def run(backend: str) -> list[tuple[str, str, str, str]]:
             rows.append((backend, "GET /entities/{id}", f"p50 {p50(samples):.2f} ms", "<= 5 ms"))
     finally:
         proc.terminate()
-        proc.wait(10)
-        if cleanup:
-            cleanup()
+        proc.wait(30)
+        cleanup()
     return rows
 
 

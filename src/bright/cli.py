@@ -170,5 +170,9 @@ def demo(
         serve(host=host, port=port, database=database, workers=1)
 
 
+from bright.commands.share import share  # noqa: E402
+
+app.command("share")(share)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

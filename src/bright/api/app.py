@@ -74,6 +74,10 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     temporal.install(app, service)
     app.include_router(ngsild.router)
 
+    from bright.api import community as community_api
+
+    community_api.install(app)
+
     @app.exception_handler(NgsiLdError)
     async def _ngsild_error(_request: Request, exc: NgsiLdError) -> Response:
         return problem_response(exc)

@@ -296,7 +296,7 @@ def render_temporal(
         times += [i.get("observedAt") or i.get("createdAt") or "" for i in insts]
         if topts.aggregated:
             start, end, _ = topts.when.bounds()
-            agg = _aggregate(store, tenant, doc["id"], iri, insts, topts, start, end)
+            agg = aggregate_instances(insts, topts.methods, topts.period, start, end)
             out[name] = {"type": insts[0]["type"] if insts else "Property", **agg}
         elif topts.values:
             groups: dict[Any, list[dict[str, Any]]] = {}
@@ -337,32 +337,32 @@ def _simple(inst: dict[str, Any], member: str, ctx: ActiveContext) -> Any:
     return v
 
 
-def _aggregate(
-    store: TemporalStore,
-    tenant: str,
-    entity_id: str,
-    iri: str,
-    insts: list[dict[str, Any]],
-    topts: TemporalOptions,
-    start: str | None,
-    end: str | None,
-) -> dict[str, Any]:
-    series = [i for i in store.series.series(tenant, entity_id=entity_id, attribute=iri)]
-    if series and all("instanceId" in i and i["instanceId"].startswith("urn:ngsi-ld:attribute:instance:") for i in insts):
-        # Fast path: the whole history is a compact numeric series; aggregate from its chunks.
-        out: dict[str, list[list[Any]]] = {m: [] for m in topts.methods}
-        for info in series:
-            frame = store.series.aggregate(
-                entity_id, iri, start, end, topts.period or None, topts.methods, tenant=tenant,
-                dataset_id=info.dataset_id,
-            )
-            for b_start, row in frame.iterrows():
-                for m in topts.methods:
-                    v = row[m]
-                    if pd.notna(v):
-                        out[m].append([float(v), _iso(b_start), _iso(row["end"])])
-        return out
-    return aggregate_instances(insts, topts.methods, topts.period, start, end)
+def series_aggregates(
+    store: TemporalStore, tenant: str, entity_id: str, topts: TemporalOptions, ctx: ActiveContext
+) -> dict[str, dict[str, Any]]:
+    """``aggregatedValues`` of the entity's compact numeric series, computed from their chunks."""
+    start, end, exclusive = topts.when.bounds()
+    s_start = pd.Timestamp(start) + pd.Timedelta(microseconds=1) if start and exclusive else start
+    out: dict[str, dict[str, Any]] = {}
+    for info in store.series.series(tenant, entity_id=entity_id):
+        if topts.attrs is not None and info.attribute not in topts.attrs:
+            continue
+        if topts.dataset_ids is not None and (info.dataset_id or "@none") not in topts.dataset_ids:
+            continue
+        frame = store.series.aggregate(
+            entity_id, info.attribute, s_start, end, topts.period or None, topts.methods, tenant=tenant,
+            dataset_id=info.dataset_id,
+        )
+        agg: dict[str, Any] = {"type": "Property"}
+        if info.dataset_id:
+            agg["datasetId"] = info.dataset_id
+        ends = [_iso(e) for e in frame["end"]]
+        starts = [_iso(b) for b in frame.index]
+        for m in topts.methods:
+            col = frame[m].to_numpy()
+            agg[m] = [[float(v), a, b] for v, a, b in zip(col, starts, ends, strict=True) if v == v]
+        out.setdefault(ctx.compact(info.attribute), agg)
+    return out
 
 
 def _iso(ts: Any) -> str:
@@ -435,13 +435,16 @@ def retrieve_temporal(request: Request, entity_id: str) -> Response:
             raise ResourceNotFound(f"temporal entity {entity_id} not found")
         doc = {"id": entity_id, "type": [], "attrs": {}}
     history = store.history(
-        tenant, entity_id, attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids
+        tenant, entity_id, attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids,
+        include_series=not topts.aggregated,
     )
-    if topts.attrs is not None and not history:
+    numeric = series_aggregates(store, tenant, entity_id, topts, ctx.active) if topts.aggregated else {}
+    if topts.attrs is not None and not history and not numeric:
         raise ResourceNotFound(f"temporal entity {entity_id} has no history of the requested attributes")
     page = svc(request).settings.temporal_page
-    history, cut = paginate(history, page, topts)
+    history, cut = (history, False) if topts.aggregated else paginate(history, page, topts)
     out, times = render_temporal(doc, history, ctx.active, topts, store, tenant)
+    out.update({k: v for k, v in numeric.items() if k not in out})
     if not out:
         raise ResourceNotFound(f"the projection leaves nothing of temporal entity {entity_id}")
     headers: dict[str, str] = {}
@@ -489,12 +492,17 @@ def _query(request: Request, params: Params, ctx: Ctx, media: str, flat: dict[st
     cut, times = False, []
     for doc in docs:
         history = store.history(
-            tenant, doc["id"], attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids
+            tenant, doc["id"], attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids,
+            include_series=not topts.aggregated,
         )
-        if (topts.attrs is not None or topts.when.timerel is not None) and not history:
+        numeric = series_aggregates(store, tenant, doc["id"], topts, ctx.active) if topts.aggregated else {}
+        if (topts.attrs is not None or topts.when.timerel is not None) and not history and not numeric:
             continue
-        history, was_cut = paginate(history, service.settings.temporal_page, topts)
+        history, was_cut = (
+            (history, False) if topts.aggregated else paginate(history, service.settings.temporal_page, topts)
+        )
         rendered, page_times = render_temporal(doc, history, ctx.active, topts, store, tenant)
+        rendered.update({k: v for k, v in numeric.items() if k not in rendered})
         if was_cut:
             cut, times = True, times + page_times
         out.append(rendered)

@@ -321,8 +321,13 @@ class TemporalStore:
         when: TimeFilter | None = None,
         last_n: int | None = None,
         dataset_ids: Iterable[str] | None = None,
+        include_series: bool = True,
     ) -> dict[str, list[dict[str, Any]]]:
-        """Instances per attribute IRI in time order (``last_n``: the last ones of each attribute)."""
+        """Instances per attribute IRI in time order (``last_n``: the last ones of each attribute).
+
+        ``include_series=False`` leaves out the compact numeric series (aggregations read them
+        through :meth:`SeriesStore.aggregate` instead of materialising every instance).
+        """
         when = when or TimeFilter()
         wanted = set(attrs) if attrs is not None else None
         ds_filter = set(dataset_ids) if dataset_ids is not None else None
@@ -356,7 +361,7 @@ class TemporalStore:
             if ds_filter is not None and (ds or "@none") not in ds_filter:
                 continue
             out.setdefault(attr, []).append((t, {**doc, "instanceId": iid}))
-        if when.timeproperty == "observedAt":
+        if include_series and when.timeproperty == "observedAt":
             s_start = pd.Timestamp(start) + pd.Timedelta(microseconds=1) if start and exclusive else start
             for info in self.series.series(tenant, entity_id=entity_id):
                 if wanted is not None and info.attribute not in wanted:
