@@ -33,13 +33,16 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     database: DatabaseOpt = None,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    mqtt: Annotated[
+        str | None, typer.Option(help="Ingest SenML readings from this broker (env BRIGHT_MQTT_URL)")
+    ] = None,
 ) -> None:
     """Run the node: NGSI-LD API, REST API and dashboard over HTTP."""
     import uvicorn
 
     from bright.api.app import create_app
 
-    settings = _settings(database)
+    settings = Settings.from_env(database_url=database, mqtt_url=mqtt)
     console.print(f"BRIGHT node on http://{host}:{port}  (database {settings.database_url})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
@@ -167,12 +170,14 @@ def demo(
             f"open http://{host}:{port}/ngsi-ld/v1/entities?type=EnergyProsumer&options=keyValues "
             f"(Link: the BRIGHT @context) or http://{host}:{port}/docs"
         )
-        serve(host=host, port=port, database=database, workers=1)
+        serve(host=host, port=port, database=database, workers=1, mqtt=None)
 
 
 from bright.commands.share import share  # noqa: E402
+from bright.edge.cli import edge_app  # noqa: E402
 
 app.command("share")(share)
+app.add_typer(edge_app, name="edge")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

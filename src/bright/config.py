@@ -27,6 +27,9 @@ class Settings:
         Fetch unknown remote @contexts over HTTP (``BRIGHT_FETCH_CONTEXTS=1``); off by default.
     max_body_bytes
         Largest request body accepted, in bytes (``BRIGHT_MAX_BODY_BYTES``).
+    mqtt_url
+        Broker to ingest SenML readings from while serving (``BRIGHT_MQTT_URL``,
+        ``mqtt://127.0.0.1:1883``); unset: no MQTT ingest.
     temporal_page
         Most attribute instances in one temporal response (``BRIGHT_TEMPORAL_PAGE``); a longer
         history is cut on the time axis and answered 206 with a ``Content-Range``.
@@ -38,6 +41,7 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     node_name: str = "bright"
     temporal_page: int = 10_000
+    mqtt_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -51,6 +55,7 @@ class Settings:
             "max_body_bytes": int(os.environ.get("BRIGHT_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
             "node_name": os.environ.get("BRIGHT_NODE_NAME", "bright"),
             "temporal_page": int(os.environ.get("BRIGHT_TEMPORAL_PAGE", "10000")),
+            "mqtt_url": os.environ.get("BRIGHT_MQTT_URL") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -75,8 +75,12 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     app.include_router(ngsild.router)
 
     from bright.api import community as community_api
+    from bright.api import edge as edge_api
 
     community_api.install(app)
+    edge_api.install(app, service)
+    if settings.mqtt_url:
+        _start_mqtt_ingest(app, settings.mqtt_url)
 
     @app.exception_handler(NgsiLdError)
     async def _ngsild_error(_request: Request, exc: NgsiLdError) -> Response:
@@ -107,6 +111,21 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+def _start_mqtt_ingest(app: FastAPI, url: str) -> None:
+    """Ingest SenML readings from the broker while the app runs (started and stopped with it)."""
+    from bright.edge.mqtt import MqttIngest, MqttSettings
+
+    ingest = MqttIngest(app.state.ingestor, MqttSettings(url=url))
+
+    @app.on_event("startup")
+    def _start() -> None:
+        ingest.start(wait_connected=None)
+
+    @app.on_event("shutdown")
+    def _stop() -> None:
+        ingest.stop()
 
 
 def app_from_env() -> FastAPI:
