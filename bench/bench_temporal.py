@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_twin import LINK, fresh_database, start  # noqa: E402
-
-from bright.twin.db import make_engine  # noqa: E402
-from bright.twin.series import SeriesStore  # noqa: E402
-from bright.twin.service import TwinService  # noqa: E402
-from bright.twin.vocabulary import bright_context  # noqa: E402
+from bench_twin import LINK, fresh_database, start
+from bright.twin.db import make_engine
+from bright.twin.series import SeriesStore
+from bright.twin.service import TwinService
+from bright.twin.vocabulary import bright_context
 
 
 def run(backend: str) -> list[tuple[str, str, str, str]]:
@@ -31,16 +30,24 @@ def run(backend: str) -> list[tuple[str, str, str, str]]:
         twin = TwinService(engine)
         ctx = bright_context()
         meter = "urn:ngsi-ld:Meter:bench-year"
-        twin.create_entity("", {"id": meter, "type": "Meter"}, twin.resolve_context("https://w3id.org/bright/context.jsonld"))
+        twin.create_entity(
+            "", {"id": meter, "type": "Meter"}, twin.resolve_context("https://w3id.org/bright/context.jsonld")
+        )
         idx = pd.date_range("2025-01-01", periods=35_040, freq="15min", tz="UTC")
         values = np.random.default_rng(1).gamma(2.0, 0.1, len(idx))
-        SeriesStore(engine).write(pd.DataFrame({meter: values}, index=idx), attribute=ctx.expand("offtake"), unit_code="KWH")
+        SeriesStore(engine).write(
+            pd.DataFrame({meter: values}, index=idx), attribute=ctx.expand("offtake"), unit_code="KWH"
+        )
         engine.dispose()
         proc, base = start(url)
         try:
             with httpx.Client(base_url=base, timeout=60, headers={"Link": LINK}) as cl:
-                params = {"options": "aggregatedValues", "aggrMethods": "sum", "aggrPeriodDuration": "P1D",
-                          "attrs": "offtake"}
+                params = {
+                    "options": "aggregatedValues",
+                    "aggrMethods": "sum",
+                    "aggrPeriodDuration": "P1D",
+                    "attrs": "offtake",
+                }
                 samples = []
                 for _ in range(30):
                     t0 = time.perf_counter()
@@ -55,7 +62,9 @@ def run(backend: str) -> list[tuple[str, str, str, str]]:
     finally:
         cleanup()
     p50 = statistics.median(samples) * 1000
-    return [(backend, "temporal aggr sum P1D, one meter-year (35,040 values)", f"p50 {p50:.1f} ms", "<= 100 ms")]
+    return [
+        (backend, "temporal aggr sum P1D, one meter-year (35,040 values)", f"p50 {p50:.1f} ms", "<= 100 ms")
+    ]
 
 
 def main() -> None:

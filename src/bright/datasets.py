@@ -138,7 +138,7 @@ def dayahead_prices() -> pd.Series:
 def _in_spring_gap(local: pd.Series) -> np.ndarray:
     aware = pd.DatetimeIndex(local).tz_localize(BRUSSELS, ambiguous="NaT", nonexistent="NaT")
     ambiguous = pd.DatetimeIndex(local).tz_localize(BRUSSELS, ambiguous=True, nonexistent="NaT")
-    return np.asarray(aware.isna() & ambiguous.isna())
+    return np.asarray(aware.isna()) & np.asarray(ambiguous.isna())
 
 
 @lru_cache(maxsize=1)

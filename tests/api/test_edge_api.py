@@ -8,14 +8,18 @@ from fastapi.testclient import TestClient
 
 from bright.edge.mqtt import Message
 
-H = {"Link": '<https://w3id.org/bright/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; '
-     'type="application/ld+json"'}
+H = {
+    "Link": '<https://w3id.org/bright/context.jsonld>; rel="http://www.w3.org/ns/json-ld#context"; '
+    'type="application/ld+json"'
+}
 
 
 def test_unknown_meter_is_quarantined_then_replayed(client: TestClient) -> None:
     ingestor = client.app.state.ingestor  # type: ignore[attr-defined]
     pack = [{"bn": "urn:ngsi-ld:Meter:c1:m1/", "bt": 1767225600, "n": "offtake", "u": "kWh", "v": 0.25}]
-    msg = Message(topic="bright/c1/m1/senml", payload=json.dumps(pack).encode(), mid=1, qos=1, received_us=0, epoch=0)
+    msg = Message(
+        topic="bright/c1/m1/senml", payload=json.dumps(pack).encode(), mid=1, qos=1, received_us=0, epoch=0
+    )
     ingestor.process([msg])
     r = client.get("/api/edge/quarantine")
     assert r.status_code == 200

@@ -8,9 +8,7 @@ from fastapi.testclient import TestClient
 
 LD = "application/ld+json"
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
-SUITE_CTX = (
-    "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
-)
+SUITE_CTX = "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
 LINK = f'<{SUITE_CTX}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
 
@@ -80,13 +78,26 @@ def test_bad_inputs_are_problem_details_and_store_unchanged(client: TestClient) 
         (b"{not json", "application/json", 400, "InvalidRequest"),
         (b'{"id": "not a uri", "type": "T"}', "application/json", 400, "BadRequestData"),
         (b'{"id": "urn:a:b"}', "application/json", 400, "BadRequestData"),
-        (b'{"id": "urn:a:b", "type": "T", "p": {"type": "Property"}}', "application/json", 400, "BadRequestData"),
-        (b'{"id": "urn:a:b", "type": "T", "r": {"type": "Relationship", "object": "x y"}}', "application/json", 400,
-         "BadRequestData"),
+        (
+            b'{"id": "urn:a:b", "type": "T", "p": {"type": "Property"}}',
+            "application/json",
+            400,
+            "BadRequestData",
+        ),
+        (
+            b'{"id": "urn:a:b", "type": "T", "r": {"type": "Relationship", "object": "x y"}}',
+            "application/json",
+            400,
+            "BadRequestData",
+        ),
         (b'{"id": "urn:a:b", "type": "T", "bad(name)": 1}', "application/json", 400, "BadRequestData"),
         (b'{"id": "urn:a:b", "type": "T"}', "text/plain", 415, None),
-        (b'{"id": "urn:a:b", "type": "T", "@context": "http://unknown.example/ctx.jsonld"}', LD, 503,
-         "LdContextNotAvailable"),
+        (
+            b'{"id": "urn:a:b", "type": "T", "@context": "http://unknown.example/ctx.jsonld"}',
+            LD,
+            503,
+            "LdContextNotAvailable",
+        ),
         (b'{"id": "urn:a:b", "type": "T"}', LD, 400, "BadRequestData"),  # JSON-LD without @context
     ]
     for body, ctype, status, kind in cases:
@@ -109,13 +120,23 @@ def test_append_no_overwrite_update_and_partial(client: TestClient) -> None:
     create(client, building())
     url = "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1/attrs"
     h = {"Link": LINK}
-    r = client.post(url, json={"floors": {"type": "Property", "value": 9}, "roof": {"type": "Property", "value": "flat"}},
-                    params={"options": "noOverwrite"}, headers=h)
+    r = client.post(
+        url,
+        json={"floors": {"type": "Property", "value": 9}, "roof": {"type": "Property", "value": "flat"}},
+        params={"options": "noOverwrite"},
+        headers=h,
+    )
     assert r.status_code == 207
     assert r.json()["updated"] == ["https://uri.etsi.org/ngsi-ld/default-context/roof"]
     assert r.json()["notUpdated"][0]["attributeName"] == "https://uri.etsi.org/ngsi-ld/default-context/floors"
-    r = client.patch(url, json={"floors": {"type": "Property", "value": 4, "unitCode": "C62"}, "ghost": {"type": "Property", "value": 1}},
-                     headers=h)
+    r = client.patch(
+        url,
+        json={
+            "floors": {"type": "Property", "value": 4, "unitCode": "C62"},
+            "ghost": {"type": "Property", "value": 1},
+        },
+        headers=h,
+    )
     # Update overwrites existing attributes and adds new ones (ETSI suite 011_01_03).
     assert r.status_code == 204
     r = client.patch(url + "/floors", json={"value": 5}, headers=h)
@@ -124,7 +145,12 @@ def test_append_no_overwrite_update_and_partial(client: TestClient) -> None:
     assert e["floors"] == {"type": "Property", "value": 5, "unitCode": "C62"}
     assert e["roof"]["value"] == "flat" and e["ghost"]["value"] == 1
     # NGSI-LD Null in an update deletes the attribute.
-    assert client.patch(url, json={"ghost": {"type": "Property", "value": "urn:ngsi-ld:null"}}, headers=h).status_code == 204
+    assert (
+        client.patch(
+            url, json={"ghost": {"type": "Property", "value": "urn:ngsi-ld:null"}}, headers=h
+        ).status_code
+        == 204
+    )
     assert "ghost" not in client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1", headers=h).json()
     assert client.patch(url + "/nothing", json={"value": 1}, headers=h).status_code == 404
 
@@ -142,7 +168,9 @@ def test_multi_attribute_datasets_and_delete(client: TestClient) -> None:
     e = client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1", headers=h).json()
     assert len(e["power"]) == 2
     url = "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1/attrs/power"
-    assert client.delete(url, params={"datasetId": "urn:ngsi-ld:Dataset:forecast"}, headers=h).status_code == 204
+    assert (
+        client.delete(url, params={"datasetId": "urn:ngsi-ld:Dataset:forecast"}, headers=h).status_code == 204
+    )
     e = client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1", headers=h).json()
     assert e["power"] == {"type": "Property", "value": 1.5}
     assert client.delete(url, params={"datasetId": "urn:ngsi-ld:Dataset:x"}, headers=h).status_code == 404
@@ -155,7 +183,9 @@ def test_replace_and_merge(client: TestClient) -> None:
     create(client, building())
     url = "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1"
     h = {"Link": LINK}
-    r = client.put(url, json={"type": "Building", "name": {"type": "Property", "value": "Nouvelle"}}, headers=h)
+    r = client.put(
+        url, json={"type": "Building", "name": {"type": "Property", "value": "Nouvelle"}}, headers=h
+    )
     assert r.status_code == 204
     e = client.get(url, headers=h).json()
     assert set(e) == {"id", "type", "name"}
@@ -172,7 +202,10 @@ def test_language_and_vocab_properties(client: TestClient) -> None:
     create(
         client,
         building(
-            label={"type": "LanguageProperty", "languageMap": {"en": "School", "fr": "Ecole", "nl": "School"}},
+            label={
+                "type": "LanguageProperty",
+                "languageMap": {"en": "School", "fr": "Ecole", "nl": "School"},
+            },
             category={"type": "VocabularyProperty", "vocab": "name"},
         ),
     )
@@ -194,7 +227,9 @@ def test_delete_entity(client: TestClient) -> None:
 
 
 def test_tenants_are_isolated(client: TestClient) -> None:
-    r = client.post("/ngsi-ld/v1/entities", json=building(), headers={"Content-Type": LD, "NGSILD-Tenant": "ixelles"})
+    r = client.post(
+        "/ngsi-ld/v1/entities", json=building(), headers={"Content-Type": LD, "NGSILD-Tenant": "ixelles"}
+    )
     assert r.status_code == 201
     assert client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1").status_code == 404
     r = client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:b1", headers={"NGSILD-Tenant": "ixelles"})

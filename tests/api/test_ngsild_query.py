@@ -6,9 +6,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-SUITE_CTX = (
-    "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
-)
+SUITE_CTX = "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
 LINK = f'<{SUITE_CTX}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 H = {"Link": LINK}
 
@@ -20,7 +18,10 @@ def meters(n: int) -> list[dict[str, Any]]:
             "type": "Meter" if i % 2 == 0 else "Vehicle",
             "speed": {"type": "Property", "value": float(i)},
             "name": {"type": "Property", "value": f"meter {i}"},
-            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [4.3 + i * 0.001, 50.8]}},
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": [4.3 + i * 0.001, 50.8]},
+            },
         }
         for i in range(n)
     ]
@@ -38,7 +39,9 @@ def ids(r: Any) -> list[str]:
 
 def test_query_by_type_q_and_count(client: TestClient) -> None:
     load(client)
-    r = client.get("/ngsi-ld/v1/entities", params={"type": "Meter", "q": "speed>10", "count": "true"}, headers=H)
+    r = client.get(
+        "/ngsi-ld/v1/entities", params={"type": "Meter", "q": "speed>10", "count": "true"}, headers=H
+    )
     assert r.status_code == 200
     assert ids(r) == [f"urn:ngsi-ld:Meter:m{i:03d}" for i in (12, 14, 16, 18)]
     assert r.headers["NGSILD-Results-Count"] == "4"
@@ -50,7 +53,9 @@ def test_query_by_type_q_and_count(client: TestClient) -> None:
 
 def test_pagination_limit_offset(client: TestClient) -> None:
     load(client)
-    r = client.get("/ngsi-ld/v1/entities", params={"type": "Meter,Vehicle", "limit": 5, "offset": 5}, headers=H)
+    r = client.get(
+        "/ngsi-ld/v1/entities", params={"type": "Meter,Vehicle", "limit": 5, "offset": 5}, headers=H
+    )
     assert ids(r) == [f"urn:ngsi-ld:Meter:m{i:03d}" for i in range(5, 10)]
     r = client.get("/ngsi-ld/v1/entities", params={"type": "Meter", "limit": 0, "count": "true"}, headers=H)
     assert r.json() == [] and r.headers["NGSILD-Results-Count"] == "10"
@@ -94,17 +99,23 @@ def test_batch_upsert_update_delete(client: TestClient) -> None:
     assert e["speed"]["value"] == 100.0
     r = client.post(
         "/ngsi-ld/v1/entityOperations/update",
-        json=[{"id": "urn:ngsi-ld:Meter:m000", "speed": {"type": "Property", "value": 7.0}},
-              {"id": "urn:ngsi-ld:Meter:nope", "speed": {"type": "Property", "value": 7.0}}],
+        json=[
+            {"id": "urn:ngsi-ld:Meter:m000", "speed": {"type": "Property", "value": 7.0}},
+            {"id": "urn:ngsi-ld:Meter:nope", "speed": {"type": "Property", "value": 7.0}},
+        ],
         headers=H,
     )
     assert r.status_code == 207
     assert r.json()["success"] == ["urn:ngsi-ld:Meter:m000"]
     assert r.json()["errors"][0]["entityId"] == "urn:ngsi-ld:Meter:nope"
-    r = client.post("/ngsi-ld/v1/entityOperations/delete", json=["urn:ngsi-ld:Meter:m000", "urn:ngsi-ld:Meter:zz"])
+    r = client.post(
+        "/ngsi-ld/v1/entityOperations/delete", json=["urn:ngsi-ld:Meter:m000", "urn:ngsi-ld:Meter:zz"]
+    )
     assert r.status_code == 207
     assert r.json()["success"] == ["urn:ngsi-ld:Meter:m000"]
-    r = client.post("/ngsi-ld/v1/entityOperations/create", json=meters(2) + [{"id": "bad", "type": "X"}], headers=H)
+    r = client.post(
+        "/ngsi-ld/v1/entityOperations/create", json=[*meters(2), {"id": "bad", "type": "X"}], headers=H
+    )
     assert r.status_code == 207
     assert [e["entityId"] for e in r.json()["errors"]] == ["bad", "urn:ngsi-ld:Meter:m001"]
 
@@ -138,9 +149,13 @@ def test_jsonld_contexts_endpoint(client: TestClient) -> None:
     url = r.headers["location"]
     assert url in client.get("/ngsi-ld/v1/jsonldContexts").json()
     cid = url.rsplit("/", 1)[1]
-    assert client.get(f"/ngsi-ld/v1/jsonldContexts/{cid}").json() == {"@context": {"kwh": "https://example.org/kwh"}}
+    assert client.get(f"/ngsi-ld/v1/jsonldContexts/{cid}").json() == {
+        "@context": {"kwh": "https://example.org/kwh"}
+    }
     link = f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-    r = client.post("/ngsi-ld/v1/entities", json={"id": "urn:x:1", "type": "T", "kwh": 1}, headers={"Link": link})
+    r = client.post(
+        "/ngsi-ld/v1/entities", json={"id": "urn:x:1", "type": "T", "kwh": 1}, headers={"Link": link}
+    )
     assert r.status_code == 201
     assert "https://example.org/kwh" in client.get("/ngsi-ld/v1/entities/urn:x:1").json()
     assert client.delete(f"/ngsi-ld/v1/jsonldContexts/{cid}").status_code == 204

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-SUITE_CTX = (
-    "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
-)
+SUITE_CTX = "https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts/ngsi-ld-test-suite.jsonld"
 H = {"Link": f'<{SUITE_CTX}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
 VEHICLE = {
     "id": "urn:ngsi-ld:Vehicle:v1",
@@ -49,10 +47,20 @@ def test_create_and_retrieve_normalized(client: TestClient) -> None:
 def test_timerel_lastn_and_temporal_values(client: TestClient) -> None:
     create(client)
     url = "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1"
-    r = client.get(url, params={"timerel": "after", "timeAt": "2020-08-01T12:03:00Z", "attrs": "speed"}, headers=H)
+    r = client.get(
+        url, params={"timerel": "after", "timeAt": "2020-08-01T12:03:00Z", "attrs": "speed"}, headers=H
+    )
     assert [i["value"] for i in r.json()["speed"]] == [80, 100]  # after is strict
-    r = client.get(url, params={"timerel": "between", "timeAt": "2020-08-01T12:03:00Z",
-                                "endTimeAt": "2020-08-01T12:07:00Z", "attrs": "speed"}, headers=H)
+    r = client.get(
+        url,
+        params={
+            "timerel": "between",
+            "timeAt": "2020-08-01T12:03:00Z",
+            "endTimeAt": "2020-08-01T12:07:00Z",
+            "attrs": "speed",
+        },
+        headers=H,
+    )
     assert [i["value"] for i in r.json()["speed"]] == [120, 80]  # [timeAt, endTimeAt)
     r = client.get(url, params={"lastN": 1, "options": "temporalValues"}, headers=H)
     body = r.json()
@@ -64,8 +72,12 @@ def test_aggregated_values(client: TestClient) -> None:
     create(client)
     r = client.get(
         "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1",
-        params={"options": "aggregatedValues", "aggrMethods": "avg,max,totalCount", "aggrPeriodDuration": "PT1H",
-                "attrs": "speed,fuelLevel"},
+        params={
+            "options": "aggregatedValues",
+            "aggrMethods": "avg,max,totalCount",
+            "aggrPeriodDuration": "PT1H",
+            "attrs": "speed,fuelLevel",
+        },
         headers=H,
     )
     assert r.status_code == 200, r.text
@@ -77,14 +89,27 @@ def test_aggregated_values(client: TestClient) -> None:
 
 def test_query_delete_and_errors(client: TestClient) -> None:
     create(client)
-    r = client.get("/ngsi-ld/v1/temporal/entities", params={"type": "Vehicle", "timerel": "before",
-                                                            "timeAt": "2020-08-01T12:04:00Z"}, headers=H)
+    r = client.get(
+        "/ngsi-ld/v1/temporal/entities",
+        params={"type": "Vehicle", "timerel": "before", "timeAt": "2020-08-01T12:04:00Z"},
+        headers=H,
+    )
     assert r.status_code == 200 and [i["value"] for i in r.json()[0]["speed"]] == [120]
     bad = [
         {"timerel": "during", "timeAt": "2020-01-01T00:00:00Z", "type": "Vehicle"},
-        {"timerel": "between", "timeAt": "2020-01-02T00:00:00Z", "endTimeAt": "2020-01-01T00:00:00Z", "type": "Vehicle"},
+        {
+            "timerel": "between",
+            "timeAt": "2020-01-02T00:00:00Z",
+            "endTimeAt": "2020-01-01T00:00:00Z",
+            "type": "Vehicle",
+        },
         {"timerel": "after", "timeAt": "yesterday", "type": "Vehicle"},
-        {"options": "aggregatedValues", "type": "Vehicle", "timerel": "after", "timeAt": "2020-01-01T00:00:00Z"},
+        {
+            "options": "aggregatedValues",
+            "type": "Vehicle",
+            "timerel": "after",
+            "timeAt": "2020-01-01T00:00:00Z",
+        },
     ]
     for params in bad:
         r = client.get("/ngsi-ld/v1/temporal/entities", params=params, headers=H)
@@ -92,7 +117,12 @@ def test_query_delete_and_errors(client: TestClient) -> None:
         assert r.json()["type"].endswith("BadRequestData")
     speed = client.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1", headers=H).json()["speed"]
     iid = speed[0]["instanceId"]
-    assert client.delete(f"/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1/attrs/speed/{iid}", headers=H).status_code == 204
+    assert (
+        client.delete(
+            f"/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1/attrs/speed/{iid}", headers=H
+        ).status_code
+        == 204
+    )
     speed = client.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1", headers=H).json()["speed"]
     assert [i["value"] for i in speed] == [80, 100]
     assert client.delete("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:v1").status_code == 204
@@ -100,13 +130,23 @@ def test_query_delete_and_errors(client: TestClient) -> None:
 
 
 def test_core_updates_become_history(client: TestClient) -> None:
-    body = {"id": "urn:ngsi-ld:Meter:m1", "type": "Meter",
-            "power": {"type": "Property", "value": 1.5, "observedAt": "2026-01-01T00:00:00Z"}}
+    body = {
+        "id": "urn:ngsi-ld:Meter:m1",
+        "type": "Meter",
+        "power": {"type": "Property", "value": 1.5, "observedAt": "2026-01-01T00:00:00Z"},
+    }
     assert client.post("/ngsi-ld/v1/entities", json=body, headers=H).status_code == 201
     for k, v in enumerate((2.0, 2.5)):
-        frag = {"power": {"type": "Property", "value": v, "observedAt": f"2026-01-01T00:{15 * (k + 1):02d}:00Z"}}
-        assert client.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Meter:m1/attrs", json=frag, headers=H).status_code == 204
-    r = client.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Meter:m1", params={"options": "temporalValues"}, headers=H)
+        frag = {
+            "power": {"type": "Property", "value": v, "observedAt": f"2026-01-01T00:{15 * (k + 1):02d}:00Z"}
+        }
+        assert (
+            client.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Meter:m1/attrs", json=frag, headers=H).status_code
+            == 204
+        )
+    r = client.get(
+        "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Meter:m1", params={"options": "temporalValues"}, headers=H
+    )
     assert [v for v, _ in r.json()["power"]["values"]] == [1.5, 2.0, 2.5]
 
 
@@ -115,7 +155,9 @@ def test_long_histories_are_paged_on_the_time_axis(client: TestClient) -> None:
     body = {
         "id": "urn:ngsi-ld:Vehicle:p1",
         "type": "Vehicle",
-        "speed": [{"type": "Property", "value": k, "observedAt": f"2020-01-01T01:{k:02d}:00Z"} for k in range(10)],
+        "speed": [
+            {"type": "Property", "value": k, "observedAt": f"2020-01-01T01:{k:02d}:00Z"} for k in range(10)
+        ],
     }
     assert client.post("/ngsi-ld/v1/temporal/entities", json=body, headers=H).status_code == 201
     url = "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:p1"

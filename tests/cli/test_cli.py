@@ -16,13 +16,27 @@ runner = CliRunner()
 
 def test_import_upserts_and_reports_rejects(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    good = [{"id": f"urn:ngsi-ld:Meter:{i}", "type": "Meter", "offtake": {"type": "Property", "value": i}} for i in range(50)]
+    good = [
+        {"id": f"urn:ngsi-ld:Meter:{i}", "type": "Meter", "offtake": {"type": "Property", "value": i}}
+        for i in range(50)
+    ]
     path = tmp_path / "meters.json"
     path.write_text(json.dumps(good))
     graph = tmp_path / "graph.jsonld"
-    graph.write_text(json.dumps({"@context": "https://w3id.org/bright/context.jsonld",
-                                 "@graph": [{"id": "urn:ngsi-ld:Meter:x", "type": "Meter",
-                                             "accessPointId": {"type": "Property", "value": "541448000000000009"}}]}))
+    graph.write_text(
+        json.dumps(
+            {
+                "@context": "https://w3id.org/bright/context.jsonld",
+                "@graph": [
+                    {
+                        "id": "urn:ngsi-ld:Meter:x",
+                        "type": "Meter",
+                        "accessPointId": {"type": "Property", "value": "541448000000000009"},
+                    }
+                ],
+            }
+        )
+    )
     res = runner.invoke(app, ["import", str(path), str(graph), "--database", db, "--batch", "20"])
     assert res.exit_code == 0, res.output
     assert "imported 51 entities, rejected 0" in res.output
@@ -44,8 +58,9 @@ def test_demo_builds_a_valid_community(tmp_path: Path) -> None:
     ctx = svc.resolve_context("https://w3id.org/bright/context.jsonld")
     from bright.twin.store import EntityQuery
 
-    members, _ = svc.store.query("", EntityQuery(type_query=None, limit=100, ids=None,
-                                                  attrs=[ctx.expand("memberOf")]))
+    members, _ = svc.store.query(
+        "", EntityQuery(type_query=None, limit=100, ids=None, attrs=[ctx.expand("memberOf")])
+    )
     assert len(members) == 14
-    school = [d for d in members if d["id"].endswith(":school")][0]
+    school = next(d for d in members if d["id"].endswith(":school"))
     assert school["attrs"][ctx.expand("annualConsumption")][0]["value"] == 60_000

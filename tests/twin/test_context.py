@@ -38,7 +38,9 @@ def test_every_core_version_resolves_offline(url: str) -> None:
 
 def test_user_context_terms_and_core_protection() -> None:
     r = ContextResolver()
-    ctx = r.resolve([SUITE, {"location": "https://example.org/not-core-location", "kwh": "https://e.org/kwh"}])
+    ctx = r.resolve(
+        [SUITE, {"location": "https://example.org/not-core-location", "kwh": "https://e.org/kwh"}]
+    )
     assert ctx.expand("speed") == "https://ngsi-ld-test-suite/context#speed"
     assert ctx.compact("https://ngsi-ld-test-suite/context#speed") == "speed"
     assert ctx.expand("kwh") == "https://e.org/kwh"
@@ -56,7 +58,10 @@ def test_prefixes_and_compact_iris() -> None:
 
 def test_bright_context_is_bundled() -> None:
     ctx = ContextResolver().resolve(BRIGHT_CONTEXT_URL)
-    assert ctx.expand("EnergyCommunity") == "https://smartdatamodels.org/dataModel.EnergyCommunity/EnergyCommunity"
+    assert (
+        ctx.expand("EnergyCommunity")
+        == "https://smartdatamodels.org/dataModel.EnergyCommunity/EnergyCommunity"
+    )
     assert ctx.expand("peakPower") == "https://w3id.org/bright/ns#peakPowerKwp"
 
 

@@ -6,6 +6,7 @@ renders. Every error is an :class:`~bright.twin.errors.NgsiLdError` turned into 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
@@ -24,8 +25,7 @@ from bright.api.http import (
     read_json,
 )
 from bright.twin.context import CORE_CONTEXT_URL, ActiveContext
-from bright.twin.entities import RenderOptions, check_entity_id, check_name, linked_ids, render_entity
-from bright.twin.projection import parse_projection
+from bright.twin.entities import RenderOptions, check_entity_id, check_name, render_entity
 from bright.twin.errors import (
     BadRequestData,
     InvalidRequest,
@@ -33,6 +33,7 @@ from bright.twin.errors import (
     OperationNotSupported,
     ResourceNotFound,
 )
+from bright.twin.projection import parse_projection
 from bright.twin.service import TwinService
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
@@ -576,10 +577,8 @@ def batch_contexts(request: Request, body: list[Any]) -> tuple[Ctx, list[Any]]:
     first = next((b for b in body if isinstance(b, dict) and "@context" in b), None)
     if is_ld and first is not None:
         raw = first["@context"]
-        try:
+        with contextlib.suppress(NgsiLdError):
             base = Ctx(raw if isinstance(raw, str) else None, raw, service.resolve_context(raw))
-        except NgsiLdError:
-            pass
     return base, out
 
 

@@ -7,6 +7,7 @@ store, so the core API and the temporal API describe the same twin.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -36,10 +37,38 @@ from bright.twin.temporal import AGGR_METHODS, TemporalStore, TimeFilter, aggreg
 router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["NGSI-LD temporal"])
 
 TEMPORAL_QUERY_PARAMS = {
-    "type", "id", "idPattern", "q", "scopeQ", "attrs", "pick", "omit", "georel", "geometry", "coordinates",
-    "geoproperty", "timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "options", "format",
-    "aggrMethods", "aggrPeriodDuration", "limit", "offset", "count", "lang", "local", "csf", "datasetId", "via",
-    "orderBy", "join", "joinLevel",
+    "type",
+    "id",
+    "idPattern",
+    "q",
+    "scopeQ",
+    "attrs",
+    "pick",
+    "omit",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "options",
+    "format",
+    "aggrMethods",
+    "aggrPeriodDuration",
+    "limit",
+    "offset",
+    "count",
+    "lang",
+    "local",
+    "csf",
+    "datasetId",
+    "via",
+    "orderBy",
+    "join",
+    "joinLevel",
 }
 VALUES_KEY = {
     "Property": ("values", "value"),
@@ -75,10 +104,19 @@ def _latest(attrs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, 
 
 
 def write_temporal(
-    service: TwinService, store: TemporalStore, tenant: str, body: dict[str, Any], ctx: ActiveContext, now: str
+    service: TwinService,
+    store: TemporalStore,
+    tenant: str,
+    body: dict[str, Any],
+    ctx: ActiveContext,
+    now: str,
 ) -> bool:
     """Store a temporal representation; returns True when the entity was created."""
-    raw_attrs = {k: (v if isinstance(v, list) else [v]) for k, v in body.items() if k not in ("id", "type", "@context", "scope")}
+    raw_attrs = {
+        k: (v if isinstance(v, list) else [v])
+        for k, v in body.items()
+        if k not in ("id", "type", "@context", "scope")
+    }
     history: dict[str, list[dict[str, Any]]] = {}
     for name, items in raw_attrs.items():
         check_name(name)
@@ -207,16 +245,16 @@ def delete_temporal_entity(request: Request, entity_id: str) -> Response:
     tenant = tenant_of(request)
     _require_entity(request, entity_id)
     temporal(request).delete_entity(tenant, entity_id)
-    try:
+    with contextlib.suppress(ResourceNotFound):
         svc(request).store.delete(tenant, entity_id)
-    except ResourceNotFound:
-        pass
     return Response(status_code=204)
 
 
 def _require_entity(request: Request, entity_id: str) -> None:
     tenant = tenant_of(request)
-    if svc(request).store.get(tenant, entity_id) is None and not temporal(request).has_history(tenant, entity_id):
+    if svc(request).store.get(tenant, entity_id) is None and not temporal(request).has_history(
+        tenant, entity_id
+    ):
         raise ResourceNotFound(f"temporal entity {entity_id} not found")
 
 
@@ -229,8 +267,16 @@ class TemporalOptions:
     def __init__(self, params: Params, active: ActiveContext) -> None:
         opts = {o.strip() for v in params.getlist("options") for o in v.split(",") if o.strip()}
         fmt = params.get("format")
-        unknown = opts - {"temporalValues", "aggregatedValues", "sysAttrs", "keyValues", "simplified", "concise",
-                          "normalized", "audit"}
+        unknown = opts - {
+            "temporalValues",
+            "aggregatedValues",
+            "sysAttrs",
+            "keyValues",
+            "simplified",
+            "concise",
+            "normalized",
+            "audit",
+        }
         if unknown:
             raise InvalidRequest(f"unknown option(s) {', '.join(sorted(unknown))}")
         if fmt not in (None, "normalized", "temporalValues", "simplified", "aggregatedValues", "concise"):
@@ -309,7 +355,9 @@ def render_temporal(
                 obj: dict[str, Any] = {"type": "VocabProperty" if t == "VocabularyProperty" else t}
                 if ds is not None:
                     obj["datasetId"] = ds
-                obj[key] = [[_simple(i, member, ctx), i.get("observedAt") or i.get("createdAt")] for i in group]
+                obj[key] = [
+                    [_simple(i, member, ctx), i.get("observedAt") or i.get("createdAt")] for i in group
+                ]
                 objs.append(obj)
             out[name] = objs[0] if len(objs) == 1 else objs
         else:
@@ -331,7 +379,7 @@ def _simple(inst: dict[str, Any], member: str, ctx: ActiveContext) -> Any:
     """One value of a temporalValues pair (objects for the non-Property kinds, as the spec shows)."""
     v = inst.get(member)
     if member == "vocab":
-        return {"vocab": [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(v)}
+        return {"vocab": [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(str(v))}
     if member in ("languageMap", "json"):
         return {member: v}
     return v
@@ -350,7 +398,13 @@ def series_aggregates(
         if topts.dataset_ids is not None and (info.dataset_id or "@none") not in topts.dataset_ids:
             continue
         frame = store.series.aggregate(
-            entity_id, info.attribute, s_start, end, topts.period or None, topts.methods, tenant=tenant,
+            entity_id,
+            info.attribute,
+            s_start,
+            end,
+            topts.period or None,
+            topts.methods,
+            tenant=tenant,
             dataset_id=info.dataset_id,
         )
         agg: dict[str, Any] = {"type": "Property"}
@@ -381,7 +435,7 @@ def paginate(
     client continues with ``timerel`` from the range's end. Returns the page and whether it was cut.
     """
     stamped = [
-        (canonical_time(i.get("observedAt") or i.get("modifiedAt") or i.get("createdAt")), iri, k)
+        (canonical_time(str(i.get("observedAt") or i.get("modifiedAt") or i.get("createdAt"))), iri, k)
         for iri, insts in history.items()
         for k, i in enumerate(insts)
         if i.get("observedAt") or i.get("modifiedAt") or i.get("createdAt")
@@ -400,7 +454,13 @@ def content_range(times: list[str], topts: TemporalOptions) -> str:
     first, last = (ordered[0], ordered[-1]) if ordered else ("", "")
     when = topts.when
     if topts.last_n is not None:
-        start = when.time_at if when.timerel == "before" else when.end_time_at if when.timerel == "between" else last
+        start = (
+            when.time_at
+            if when.timerel == "before"
+            else when.end_time_at
+            if when.timerel == "between"
+            else last
+        )
         return f"date-time {_plain(start or last)}-{_plain(first)}/{topts.last_n}"
     start = when.time_at if when.timerel in ("after", "between") else first
     return f"date-time {_plain(start or first)}-{_plain(last)}/*"
@@ -412,7 +472,9 @@ def _plain(t: str) -> str:
     return format_datetime(datetime.fromisoformat(canonical_time(t).replace("Z", "+00:00"))) if t else t
 
 
-def _respond(request: Request, body: Any, ctx: Ctx, media: str, headers: dict[str, str], status: int = 200) -> Response:
+def _respond(
+    request: Request, body: Any, ctx: Ctx, media: str, headers: dict[str, str], status: int = 200
+) -> Response:
     if media == JSON_LD:
         items = body if isinstance(body, list) else [body]
         for o in items:
@@ -435,7 +497,12 @@ def retrieve_temporal(request: Request, entity_id: str) -> Response:
             raise ResourceNotFound(f"temporal entity {entity_id} not found")
         doc = {"id": entity_id, "type": [], "attrs": {}}
     history = store.history(
-        tenant, entity_id, attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids,
+        tenant,
+        entity_id,
+        attrs=topts.attrs,
+        when=topts.when,
+        last_n=topts.last_n,
+        dataset_ids=topts.dataset_ids,
         include_series=not topts.aggregated,
     )
     numeric = series_aggregates(store, tenant, entity_id, topts, ctx.active) if topts.aggregated else {}
@@ -470,9 +537,26 @@ def _query(request: Request, params: Params, ctx: Ctx, media: str, flat: dict[st
     tenant = tenant_of(request)
     if not service.store.tenant_exists(tenant):
         raise ResourceNotFound(f"tenant {tenant!r} not found")
-    core = {k: v for k, v in flat.items() if k in ("type", "id", "idPattern", "q", "scopeQ", "georel", "geometry",
-                                                  "coordinates", "geoproperty", "limit", "offset", "local")}
-    if "attrs" in flat and flat["attrs"]:
+    core = {
+        k: v
+        for k, v in flat.items()
+        if k
+        in (
+            "type",
+            "id",
+            "idPattern",
+            "q",
+            "scopeQ",
+            "georel",
+            "geometry",
+            "coordinates",
+            "geoproperty",
+            "limit",
+            "offset",
+            "local",
+        )
+    }
+    if flat.get("attrs"):
         core["attrs"] = flat["attrs"]
     eq = service.build_query(core, ctx.active)
     if flat.get("orderBy"):
@@ -489,10 +573,15 @@ def _query(request: Request, params: Params, ctx: Ctx, media: str, flat: dict[st
         docs, total = service.store.query(tenant, eq, count=count)
     store = temporal(request)
     out = []
-    cut, times = False, []
+    cut, times = False, list[str]()
     for doc in docs:
         history = store.history(
-            tenant, doc["id"], attrs=topts.attrs, when=topts.when, last_n=topts.last_n, dataset_ids=topts.dataset_ids,
+            tenant,
+            doc["id"],
+            attrs=topts.attrs,
+            when=topts.when,
+            last_n=topts.last_n,
+            dataset_ids=topts.dataset_ids,
             include_series=not topts.aggregated,
         )
         numeric = series_aggregates(store, tenant, doc["id"], topts, ctx.active) if topts.aggregated else {}

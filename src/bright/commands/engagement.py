@@ -113,7 +113,7 @@ def submit(
     state = "complete" if result.complete else f"incomplete ({len(result.missing_items)} items unanswered)"
     console.print(f"answers of {member} stored: {state}")
     if result.profile is not None:
-        _print_profile(result.profile)
+        print_profile(result.profile)
 
 
 @engagement_app.command()
@@ -129,7 +129,7 @@ def seed(
     with console.status("simulating answers and segmenting the community..."):
         members = svc.seed_simulated_answers(cid, tenant=tenant, seed=seed_value)
     console.print(f"simulated answers stored for {len(members)} members of {cid}")
-    _print_mix(svc.mix(cid, tenant=tenant))
+    print_mix(svc.mix(cid, tenant=tenant))
 
 
 @engagement_app.command()
@@ -150,7 +150,7 @@ def mix(
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
-        _print_mix(doc)
+        print_mix(doc)
 
 
 @engagement_app.command()
@@ -169,7 +169,7 @@ def profile(
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
-        _print_profile(doc)
+        print_profile(doc)
 
 
 @engagement_app.command()
@@ -184,7 +184,8 @@ def withdraw(
     console.print(f"{erased} answer set(s) of {member} erased")
 
 
-def _print_mix(doc: dict[str, Any]) -> None:
+def print_mix(doc: dict[str, Any]) -> None:
+    """Print a community mix (:meth:`EngagementService.mix`) as a table with the model's quality."""
     title = f"Engagement mix of {doc.get('name') or doc['community']}"
     if not doc["segmented"]:
         console.print(f"{title}: not segmented ({doc['reason']})")
@@ -215,7 +216,8 @@ def _print_mix(doc: dict[str, Any]) -> None:
     )
 
 
-def _print_profile(doc: dict[str, Any]) -> None:
+def print_profile(doc: dict[str, Any]) -> None:
+    """Print a member's profile (:meth:`EngagementService.profile`): category, scores, offers."""
     cat = doc["category"]
     console.print(
         f"{doc['member']}: {cat['name'] if cat else 'not classified'}"

@@ -57,7 +57,7 @@ def forecast(
     ] = None,
     retrain: Annotated[bool, typer.Option("--retrain", help="Retrain every model now")] = False,
     max_age_days: Annotated[float, typer.Option(help="Retrain stored models older than this (days)")] = 7.0,
-    score_days: Annotated[int, typer.Option(help="Backtest days stored with a newly trained model")] = 14,
+    score_days: Annotated[int, typer.Option(help="Backtest days stored with a newly trained model")] = 7,
     database: DatabaseOpt = None,
     tenant: TenantOpt = "",
 ) -> None:

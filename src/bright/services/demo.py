@@ -286,7 +286,8 @@ def member_load_kwh(member: Member, index: pd.DatetimeIndex | None = None) -> pd
         start = pd.Timestamp("2008-01-06 23:00", tz="UTC")  # a Sunday 00:00 CET, like 2016-01-03
         part = uci.loc[start : start + pd.Timedelta(days=366) - pd.Timedelta(minutes=15)]
         shifted = pd.Series(
-            part.to_numpy(), index=part.index + (pd.Timestamp("2016-01-03 23:00", tz="UTC") - start)
+            part.to_numpy(),
+            index=pd.DatetimeIndex(part.index) + (pd.Timestamp("2016-01-03 23:00", tz="UTC") - start),
         )
         profile = shifted.reindex(datasets.simbench_profiles().index).interpolate(limit=8)
         profile = profile.fillna(profile.mean())

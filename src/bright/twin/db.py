@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 

@@ -290,21 +290,23 @@ def parse_instance(
     elif t == "Relationship":
         obj = raw.get("object")
         objs = obj if isinstance(obj, list) else [obj]
-        if obj is None or not objs or not all(is_uri(o) for o in objs):
-            if not (allow_null and obj == NULL):
-                raise BadRequestData(f"attribute {attr!r}: a Relationship needs an object that is a URI")
+        valid = obj is not None and objs and all(is_uri(o) for o in objs)
+        if not valid and not (allow_null and obj == NULL):
+            raise BadRequestData(f"attribute {attr!r}: a Relationship needs an object that is a URI")
         inst["object"] = obj
         if "objectType" in raw:
             ot = raw["objectType"]
             inst["objectType"] = [ctx.expand(x) for x in ot] if isinstance(ot, list) else ctx.expand(str(ot))
     elif t == "LanguageProperty":
         lm = raw.get("languageMap")
-        if not isinstance(lm, dict) or not all(
-            isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-            for v in lm.values()
-        ):
-            if not (allow_null and lm == NULL):
-                raise BadRequestData(f"attribute {attr!r}: a LanguageProperty needs a languageMap of strings")
+        if (
+            not isinstance(lm, dict)
+            or not all(
+                isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                for v in lm.values()
+            )
+        ) and not (allow_null and lm == NULL):
+            raise BadRequestData(f"attribute {attr!r}: a LanguageProperty needs a languageMap of strings")
         inst["languageMap"] = lm
     elif t == "VocabularyProperty":
         voc = raw.get("vocab")

@@ -21,10 +21,10 @@ from bright.twin.entities import (
     ENTITY_KEYS,
     INSTANCE_KEYS,
     NULL,
-    is_null_instance,
-    linked_ids,
     check_entity_id,
     check_name,
+    is_null_instance,
+    linked_ids,
     merge_instances,
     now_iso,
     parse_attr_type,
@@ -827,7 +827,7 @@ def _int(value: Any, name: str, default: int) -> int:
         n = int(str(value))
     except ValueError:
         raise BadRequestData(f"{name} must be a non-negative integer, got {value!r}") from None
-    if n < 0 or (name == "limit" and n == 0 and False):
+    if n < 0 or (False):
         raise BadRequestData(f"{name} must be a non-negative integer, got {value!r}")
     return n
 
@@ -895,7 +895,7 @@ def _merge_instance(
         if isinstance(val, dict) and val.get("value") == NULL:
             out.pop(key, None)
         elif key in out and isinstance(out[key], dict) and isinstance(val, dict):
-            sub_raw = next((v for k, v in raw.items() if ctx.expand(k) == key), {})
+            sub_raw: Any = next((v for k, v in raw.items() if ctx.expand(k) == key), {})
             out[key] = _merge_instance(out[key], val, sub_raw if isinstance(sub_raw, dict) else {}, ctx, now)
         else:
             out[key] = val

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-
-import orjson
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from bright.twin import geo, query
@@ -176,7 +175,9 @@ class TwinStore:
     def delete(self, tenant: str, eid: str) -> None:
         with self.engine.begin() as conn:
             row = conn.execute(
-                delete(entities).where(entities.c.tenant == tenant, entities.c.id == eid).returning(entities.c.doc)
+                delete(entities)
+                .where(entities.c.tenant == tenant, entities.c.id == eid)
+                .returning(entities.c.doc)
             ).first()
             if row is None:
                 raise ResourceNotFound(f"entity {eid} not found")
@@ -271,7 +272,9 @@ class TwinStore:
             conn.exec_driver_sql(sql, chunk)
             ids = [r[1] for r in chunk]
             found = conn.execute(
-                select(entities.c.id, entities.c.pk).where(entities.c.tenant == tenant, entities.c.id.in_(ids))
+                select(entities.c.id, entities.c.pk).where(
+                    entities.c.tenant == tenant, entities.c.id.in_(ids)
+                )
             )
             pks.update({r[0]: r[1] for r in found})
         self._index(conn, [(pks[d["id"]], d) for d in docs])
@@ -285,7 +288,13 @@ class TwinStore:
         conn.exec_driver_sql(
             f"UPDATE entities SET doc = {ph}{jsonb}, type = {ph}, modified_at = {ph}, created_at = {ph} WHERE pk = {ph}",
             [
-                (orjson.dumps(d).decode(), d["type"][0] if d["type"] else "", d["modifiedAt"], d["createdAt"], pk)
+                (
+                    orjson.dumps(d).decode(),
+                    d["type"][0] if d["type"] else "",
+                    d["modifiedAt"],
+                    d["createdAt"],
+                    pk,
+                )
                 for pk, d in pairs
             ],
         )
@@ -324,7 +333,16 @@ class TwinStore:
                 for r in query.index_rows(doc)
             )
             geo_rows.extend(
-                (pk, r["attr"], r.get("dataset_id"), r["min_x"], r["min_y"], r["max_x"], r["max_y"], r["geojson"])
+                (
+                    pk,
+                    r["attr"],
+                    r.get("dataset_id"),
+                    r["min_x"],
+                    r["min_y"],
+                    r["max_x"],
+                    r["max_y"],
+                    r["geojson"],
+                )
                 for r in geo.geo_rows(doc)
             )
         ph = "%s" if self.postgres else "?"

@@ -63,7 +63,12 @@ temporal_instances = Table(
     Column("doc", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
     UniqueConstraint("tenant", "entity_id", "attr", "dataset_id", "t", name="uq_temporal_instant"),
 )
-Index("ix_temporal_entity_time", temporal_instances.c.tenant, temporal_instances.c.entity_id, temporal_instances.c.t)
+Index(
+    "ix_temporal_entity_time",
+    temporal_instances.c.tenant,
+    temporal_instances.c.entity_id,
+    temporal_instances.c.t,
+)
 
 
 def _create(conn: Connection) -> None:
@@ -72,7 +77,16 @@ def _create(conn: Connection) -> None:
 
 migrations.register(15, "temporal instances", _create)
 
-NUMERIC_KEYS = {"type", "value", "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "instanceId"}
+NUMERIC_KEYS = {
+    "type",
+    "value",
+    "observedAt",
+    "unitCode",
+    "datasetId",
+    "createdAt",
+    "modifiedAt",
+    "instanceId",
+}
 
 
 def canonical_time(text: str) -> str:
@@ -171,7 +185,9 @@ class TemporalStore:
                     key = (attr, inst.get("datasetId"), inst.get("unitCode"))
                     numeric.setdefault(key, []).append((inst["observedAt"], float(inst["value"])))
                     continue
-                t = canonical_time(inst.get("observedAt") or inst.get("modifiedAt") or inst.get("createdAt") or now)
+                t = canonical_time(
+                    inst.get("observedAt") or inst.get("modifiedAt") or inst.get("createdAt") or now
+                )
                 doc = {k: v for k, v in inst.items() if k != "instanceId"}
                 rows.append(
                     {
@@ -219,7 +235,13 @@ class TemporalStore:
         return int(n or 0)
 
     def delete_attribute(
-        self, tenant: str, entity_id: str, attr: str, *, dataset_id: str | None = None, delete_all: bool = False
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        *,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
     ) -> int:
         """Delete an attribute's history (one dataset, or all with ``delete_all``)."""
         conds = [
@@ -232,7 +254,12 @@ class TemporalStore:
         with self.engine.begin() as conn:
             n = conn.execute(delete(temporal_instances).where(*conds)).rowcount or 0
             n += self.series.delete(
-                entity_id, attr, tenant=tenant, dataset_id=dataset_id, all_datasets=delete_all, connection=conn
+                entity_id,
+                attr,
+                tenant=tenant,
+                dataset_id=dataset_id,
+                all_datasets=delete_all,
+                connection=conn,
             )
         return int(n)
 
@@ -274,13 +301,26 @@ class TemporalStore:
         at = self._series_instance(instance)
         if at is not None:
             if not any(
-                len(self.series.history(entity_id, attr, at, at + pd.Timedelta(microseconds=1), tenant=tenant,
-                                        dataset_id=i.dataset_id))
+                len(
+                    self.series.history(
+                        entity_id,
+                        attr,
+                        at,
+                        at + pd.Timedelta(microseconds=1),
+                        tenant=tenant,
+                        dataset_id=i.dataset_id,
+                    )
+                )
                 for i in self.series.series(tenant, entity_id=entity_id, attribute=attr)
             ):
                 raise ResourceNotFound(f"no instance {instance} of attribute {attr} of {entity_id}")
             self.delete_instance(tenant, entity_id, attr, instance)
-            self.add(tenant, entity_id, {attr: [{**new, "observedAt": new.get("observedAt", format_datetime(at))}]}, now)
+            self.add(
+                tenant,
+                entity_id,
+                {attr: [{**new, "observedAt": new.get("observedAt", format_datetime(at))}]},
+                now,
+            )
             return
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -369,10 +409,16 @@ class TemporalStore:
                 if ds_filter is not None and (info.dataset_id or "@none") not in ds_filter:
                     continue
                 hist = self.series.history(
-                    entity_id, info.attribute, s_start, end, tenant=tenant, dataset_id=info.dataset_id, last_n=last_n
+                    entity_id,
+                    info.attribute,
+                    s_start,
+                    end,
+                    tenant=tenant,
+                    dataset_id=info.dataset_id,
+                    last_n=last_n,
                 )
                 for ts, value in hist.items():
-                    stamp = pd.Timestamp(ts)
+                    stamp = pd.Timestamp(str(ts))
                     inst: dict[str, Any] = {
                         "type": "Property",
                         "value": int(value) if float(value).is_integer() else float(value),
@@ -398,7 +444,8 @@ def period_seconds(text: str) -> float:
     import re
 
     m = re.fullmatch(
-        r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text or ""
+        r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?",
+        text or "",
     )
     if not m or text in ("P", "PT"):
         raise BadRequestData(f"aggrPeriodDuration {text!r} is not an ISO-8601 duration such as PT1H or P1D")
@@ -418,7 +465,11 @@ AGGR_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stdd
 
 
 def aggregate_instances(
-    instances: list[dict[str, Any]], methods: list[str], period: str | None, start: str | None, end: str | None
+    instances: list[dict[str, Any]],
+    methods: list[str],
+    period: str | None,
+    start: str | None,
+    end: str | None,
 ) -> dict[str, list[list[Any]]]:
     """NGSI-LD ``aggregatedValues`` of one attribute: per method, ``[value, bucketStart, bucketEnd]``.
 
@@ -436,7 +487,11 @@ def aggregate_instances(
         return {m: [] for m in methods}
     stamped.sort(key=lambda x: x[0])
     t0 = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else stamped[0][0]
-    t_end = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else stamped[-1][0] + timedelta(microseconds=1)
+    t_end = (
+        datetime.fromisoformat(end.replace("Z", "+00:00"))
+        if end
+        else stamped[-1][0] + timedelta(microseconds=1)
+    )
     span = period_seconds(period) if period else 0.0
     buckets: dict[int, list[dict[str, Any]]] = {}
     for t, inst in stamped:
@@ -450,7 +505,9 @@ def aggregate_instances(
         b_end = t_end if span == 0 else b_start + timedelta(seconds=span)
         insts = buckets[k]
         nums = [
-            float(i["value"]) for i in insts if isinstance(i.get("value"), int | float) and not isinstance(i.get("value"), bool)
+            float(i["value"])
+            for i in insts
+            if isinstance(i.get("value"), int | float) and not isinstance(i.get("value"), bool)
         ]
         keys = [orjson.dumps(i.get("value", i.get("object"))).decode() for i in insts]
         for m in methods:

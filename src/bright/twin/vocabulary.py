@@ -49,7 +49,9 @@ class EnergyCommunity(_Model):
     name: str | None = None
     communityType: str | None = None
     legalForm: Literal["REC", "CEC", "other"] | None = None
-    sharingMethod: Literal["fixed", "fixed_multi_round", "pro_rata", "hybrid", "maximum", "max_sharing"] | None = None
+    sharingMethod: (
+        Literal["fixed", "fixed_multi_round", "pro_rata", "hybrid", "maximum", "max_sharing"] | None
+    ) = None
     foundingYear: int | None = Field(default=None, ge=1900, le=2100)
 
 
