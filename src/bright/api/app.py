@@ -77,8 +77,11 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     from bright.api import community as community_api
     from bright.api import edge as edge_api
 
+    from bright.api import network as network_api
+
     community_api.install(app)
     edge_api.install(app, service)
+    network_api.install(app)
     if settings.mqtt_url:
         _start_mqtt_ingest(app, settings.mqtt_url)
 
