@@ -64,8 +64,44 @@ def import_(
     database: DatabaseOpt = None,
     tenant: Annotated[str, typer.Option(help="NGSILD-Tenant to import into")] = "",
     batch: Annotated[int, typer.Option(help="Entities per transaction")] = 1000,
+    series: Annotated[
+        str | None,
+        typer.Option(
+            help="Import time series instead of entities: dso (DSO 15-min export), csv (time + one column "
+            "per entity), json (NGSI-LD temporal representation)"
+        ),
+    ] = None,
+    attribute: Annotated[str, typer.Option(help="csv: the attribute the columns are values of")] = "offtake",
+    unit: Annotated[str | None, typer.Option(help="csv: unit of the values (W, kW, Wh, kWh, MWh)")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of local timestamps")] = "Europe/Brussels",
+    time_column: Annotated[str, typer.Option(help="csv: the timestamp column")] = "time",
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected records to this CSV")] = None,
 ) -> None:
-    """Upsert NGSI-LD entities from files into the node's database."""
+    """Upsert NGSI-LD entities, or import time series (--series), from files into the node's database.
+
+    Time series: local time is converted to UTC across daylight-saving changes, rejected records
+    are reported with their line and reason (and written to --rejects), nothing is dropped silently.
+    """
+    if series is not None:
+        from bright.edge.cli import import_csv
+
+        import_csv(
+            files,
+            fmt=series,
+            database=database,
+            tenant=tenant,
+            attribute=attribute,
+            unit=unit,
+            quantity=None,
+            tz=tz,
+            time_column=time_column,
+            time_format=None,
+            sep=None,
+            decimal=None,
+            rejects=rejects,
+            strict=True,
+        )
+        return
     from bright.twin.db import make_engine
     from bright.twin.service import TwinService
 

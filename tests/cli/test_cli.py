@@ -64,3 +64,26 @@ def test_demo_builds_a_valid_community(tmp_path: Path) -> None:
     assert len(members) == 14
     school = next(d for d in members if d["id"].endswith(":school"))
     assert school["attrs"][ctx.expand("annualConsumption")][0]["value"] == 60_000
+
+
+def test_import_series_csv_converts_local_time_and_reports_rejects(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'series.db'}"
+    csv = tmp_path / "meters.csv"
+    # The autumn repeat: 02:00 local appears twice (CEST, then CET) -> two distinct UTC quarter-hours.
+    csv.write_text(
+        "time,urn:ngsi-ld:Meter:a\n2016-10-30 01:45,1.0\n2016-10-30 02:00,2.0\n2016-10-30 02:00,3.0\n"
+        "2016-10-30 02:15,oops\n"
+    )
+    res = runner.invoke(app, ["import", str(csv), "--series", "csv", "--unit", "kWh", "--database", db])
+    assert res.exit_code == 1  # a rejected record fails the import (strict), after writing the rest
+    assert "oops" in res.output
+    from bright.twin.series import SeriesStore
+    from bright.twin.vocabulary import bright_context
+
+    s = SeriesStore(make_engine(db)).history("urn:ngsi-ld:Meter:a", bright_context().expand("offtake"))
+    assert [str(t) for t in s.index] == [
+        "2016-10-29 23:45:00+00:00",
+        "2016-10-30 00:00:00+00:00",
+        "2016-10-30 01:00:00+00:00",
+    ]
+    assert s.tolist() == [1.0, 2.0, 3.0]

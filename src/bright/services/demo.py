@@ -256,6 +256,12 @@ def community_entities(
             "communityType": _prop("RenewableEnergyCommunity"),
             "legalForm": _prop("REC"),
             "sharingMethod": _prop("pro_rata"),
+            # Brussels 2024 orders of magnitude: energy component of a supplier contract, a feed-in
+            # buy-back, and the community's own price for shared kWh between the two (EUR/kWh).
+            "pricingMethod": _prop("fixed"),
+            "supplierEnergyPrice": _prop(0.30),
+            "feedInPrice": _prop(0.05),
+            "communityPrice": _prop(0.17),
             "foundingYear": _prop(2024),
             "location": _point(lon0, lat0),
             "hasMember": {"type": "Relationship", "object": member_ids},
