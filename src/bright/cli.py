@@ -134,6 +134,52 @@ def import_(
         raise typer.Exit(code=1)
 
 
+def _demo_year(engine: Any, service: Any, community_id: str) -> None:
+    """The community's year as the DSO computes it: balance KPIs (written to the twin) and settlement."""
+    from rich.table import Table
+
+    from bright.services.community import load_community
+    from bright.services.energy import community_balance, community_settlement
+    from bright.twin.series import SeriesStore
+
+    with console.status("computing the year: sharing per quarter-hour, balance, settlement..."):
+        community = load_community(service, SeriesStore(engine), community_id)
+        year = community_balance(community, freq="1M", emission_factor_kg_per_kwh=0.16, write=True)
+        settled = community_settlement(community)
+    months = year.community_frame()
+    total = months[["offtake_kwh", "injection_kwh", "shared_kwh", "co2_avoided_kg"]].sum()
+    table = Table(title="The community's year (2016, pro-rata sharing key)")
+    for col in ("", "offtake kWh", "injection kWh", "shared kWh", "self-sufficiency", "self-consumption"):
+        table.add_column(col, justify="right")
+    for start, row in months.iterrows():
+        table.add_row(
+            str(start)[:7],
+            f"{row.offtake_kwh:,.0f}",
+            f"{row.injection_kwh:,.0f}",
+            f"{row.shared_kwh:,.0f}",
+            f"{row.self_sufficiency:.1%}",
+            f"{row.self_consumption_rate:.1%}",
+        )
+    table.add_row(
+        "year",
+        f"{total.offtake_kwh:,.0f}",
+        f"{total.injection_kwh:,.0f}",
+        f"{total.shared_kwh:,.0f}",
+        f"{total.shared_kwh / total.offtake_kwh:.1%}",
+        f"{total.shared_kwh / total.injection_kwh:.1%}",
+    )
+    console.print(table)
+    st = settled.statements
+    money = {c: float(st[c].sum()) for c in st.columns if c.endswith("_eur") and st[c].dtype.kind == "f"}
+    console.print(
+        f"{len(year.kpi_ids)} KeyPerformanceIndicator entities written; CO2 avoided {total.co2_avoided_kg:,.0f} kg "
+        "(0.16 kg/kWh); settlement: "
+        + ", ".join(
+            f"{k.removesuffix('_eur').replace('_', ' ')} {v:,.0f} EUR" for k, v in list(money.items())[:4]
+        )
+    )
+
+
 @app.command()
 def demo(
     database: Annotated[str, typer.Option("--database", "-d", help="Database of the demo node")] = (
@@ -180,6 +226,7 @@ def demo(
             series.write(frame, attribute=vocab.expand(name), unit_code="KWH")
             n_values += frame.size
     console.print(f"{n_values:,} quarter-hourly values written (offtake, injection, PV production, 2016)")
+    _demo_year(engine, service, community_id=community.entities[0]["id"])
     table = Table(title=community.name)
     for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
         table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")
