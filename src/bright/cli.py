@@ -180,6 +180,33 @@ def _demo_year(engine: Any, service: Any, community_id: str) -> None:
     )
 
 
+def _demo_tomorrow(engine: Any, service: Any, community_id: str) -> None:
+    """Members' S-BRIGHT profiles, tomorrow's forecasts and the flexibility schedule of the demo."""
+    from bright.commands.engagement import print_mix
+    from bright.services.community import load_community
+    from bright.services.engagement import EngagementService
+    from bright.services.forecasting import forecast_day
+    from bright.services.scheduling import schedule_day
+    from bright.twin.series import SeriesStore
+
+    series = SeriesStore(engine)
+    with console.status("S-BRIGHT: questionnaire answers of the members (simulated), segmentation..."):
+        eng = EngagementService(service, series)
+        eng.seed_simulated_answers(community_id)
+        mix = eng.mix(community_id)
+    print_mix(mix)
+    community = load_community(service, series, community_id)
+    with console.status("training a load/PV model per member and forecasting tomorrow..."):
+        run = forecast_day(community, score_days=0)
+    console.print(f"day-ahead forecasts for {run.day} (every member and the community) written to the twin")
+    with console.status("scheduling tomorrow's batteries, EVs and heat pumps (individual vs community)..."):
+        sched = schedule_day(community, mode="compare")
+    console.print(
+        f"flexibility schedule ({sched.mode}): status {sched.status}, cost {sched.cost_eur:,.2f} EUR for the day; "
+        "setpoints per device written to the twin"
+    )
+
+
 @app.command()
 def demo(
     database: Annotated[str, typer.Option("--database", "-d", help="Database of the demo node")] = (
@@ -226,7 +253,13 @@ def demo(
             series.write(frame, attribute=vocab.expand(name), unit_code="KWH")
             n_values += frame.size
     console.print(f"{n_values:,} quarter-hourly values written (offtake, injection, PV production, 2016)")
-    _demo_year(engine, service, community_id=community.entities[0]["id"])
+    cid = community.entities[0]["id"]
+    _demo_year(engine, service, community_id=cid)
+    _demo_tomorrow(engine, service, community_id=cid)
+    from bright.web.users import add_demo_users
+
+    add_demo_users(engine, cid, f"urn:ngsi-ld:EnergyProsumer:{community.key}:home01")
+    console.print("dashboard accounts: manager / manager-demo, member / member-demo (Household 1), public / public-demo")
     table = Table(title=community.name)
     for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
         table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")
@@ -256,11 +289,21 @@ def demo(
         serve(host=host, port=port, database=database, workers=1, mqtt=None)
 
 
+from bright.commands.engagement import engagement_app  # noqa: E402
+from bright.commands.forecast import backtest as backtest_command  # noqa: E402
+from bright.commands.forecast import forecast as forecast_command  # noqa: E402
+from bright.commands.ledger import ledger_app  # noqa: E402
+from bright.commands.schedule import schedule as schedule_command  # noqa: E402
 from bright.commands.share import share  # noqa: E402
 from bright.edge.cli import edge_app  # noqa: E402
 
 app.command("share")(share)
+app.command("forecast")(forecast_command)
+app.command("backtest")(backtest_command)
+app.command("schedule")(schedule_command)
 app.add_typer(edge_app, name="edge")
+app.add_typer(engagement_app, name="engagement")
+app.add_typer(ledger_app, name="ledger")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -55,12 +55,14 @@ def _count(app: object) -> int:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors_and_problem_details(fuzz_app: object, mode: GenerationMode) -> None:
     api = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
-    operations = [r.ok() for r in api.get_all_operations()]
+    operations = [
+        op for op in (r.ok() for r in api.get_all_operations()) if op.path.startswith(("/ngsi-ld/", "/api/"))
+    ]
     assert len(operations) >= 15
     for op in operations:
 
         @given(case=op.as_strategy(generation_mode=mode))
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:
             _check(case, fuzz_app)
 

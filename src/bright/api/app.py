@@ -79,9 +79,16 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
 
     from bright.api import network as network_api
 
+    from bright.api import analytics as analytics_api
+    from bright.api import engagement as engagement_api
+    from bright.api import ledger as ledger_api
+
     community_api.install(app)
+    analytics_api.install(app)
     edge_api.install(app, service)
     network_api.install(app)
+    engagement_api.install(app)
+    ledger_api.install(app)
     if settings.mqtt_url:
         _start_mqtt_ingest(app, settings.mqtt_url)
 
@@ -108,6 +115,10 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     async def _unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
         return problem_response(InternalError(f"unexpected {type(exc).__name__}; see the node's log"))
+
+    from bright.web.app import install as install_web
+
+    install_web(app)
 
     @app.get("/health", tags=["node"])
     def health() -> dict[str, Any]:

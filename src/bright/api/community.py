@@ -242,7 +242,7 @@ def _with_info(community: Community, frame: pd.DataFrame) -> pd.DataFrame:
 def get_communities(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Page offset")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Page offset")] = 0,
 ) -> Response:
     """The communities of the tenant: id, name, number of members, sharing method."""
     _allowed(request, {"limit", "offset"})

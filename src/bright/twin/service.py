@@ -827,8 +827,8 @@ def _int(value: Any, name: str, default: int) -> int:
         n = int(str(value))
     except ValueError:
         raise BadRequestData(f"{name} must be a non-negative integer, got {value!r}") from None
-    if n < 0 or (False):
-        raise BadRequestData(f"{name} must be a non-negative integer, got {value!r}")
+    if not 0 <= n < 2**31:
+        raise BadRequestData(f"{name} must be an integer from 0 to 2^31 - 1, got {value!r}")
     return n
 
 
