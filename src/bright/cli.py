@@ -259,7 +259,9 @@ def demo(
     from bright.web.users import add_demo_users
 
     add_demo_users(engine, cid, f"urn:ngsi-ld:EnergyProsumer:{community.key}:home01")
-    console.print("dashboard accounts: manager / manager-demo, member / member-demo (Household 1), public / public-demo")
+    console.print(
+        "dashboard accounts: manager / manager-demo, member / member-demo (Household 1), public / public-demo"
+    )
     table = Table(title=community.name)
     for col in ("member", "kind", "profile", "kWh/year", "PV kWp", "battery kWh", "EV kW", "locality"):
         table.add_column(col, justify="right" if col[0].isupper() or "/" in col else "left")

@@ -74,14 +74,12 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     temporal.install(app, service)
     app.include_router(ngsild.router)
 
+    from bright.api import analytics as analytics_api
     from bright.api import community as community_api
     from bright.api import edge as edge_api
-
-    from bright.api import network as network_api
-
-    from bright.api import analytics as analytics_api
     from bright.api import engagement as engagement_api
     from bright.api import ledger as ledger_api
+    from bright.api import network as network_api
 
     community_api.install(app)
     analytics_api.install(app)
