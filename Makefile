@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo serve bench lint format typecheck browser clean
+.PHONY: install test demo serve bench lint format typecheck system clean
 
 install: $(STAMP)
 
@@ -15,11 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's chromium for the browser tests (Playwright drives it; no browser download).
-browser:
-	@test -x /usr/bin/chromium || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"; }
+# System packages the tests use: Debian's chromium (Playwright drives it; no browser download)
+# and the Mosquitto command-line clients (mosquitto_pub publishes test readings).
+system:
+	@missing=""; test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v mosquitto_pub >/dev/null || missing="$$missing mosquitto-clients"; \
+	if [ -n "$$missing" ]; then \
+	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install:$$missing (those tests will skip)"; \
+	fi
 
-test: install browser
+test: install system
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 demo: install
