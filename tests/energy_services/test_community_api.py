@@ -45,6 +45,10 @@ Demo = tuple[DemoCommunity, dict[str, pd.DataFrame]]
 @pytest.fixture(scope="module")
 def demo() -> Demo:
     community = build_demo_community()
+    # These tests set the prices themselves; a community without a price of its own is the case
+    # the "has no communityPrice" errors below are about.
+    for attr in ("communityPrice", "pricingMethod"):
+        community.entities[0].pop(attr, None)
     frames = meter_series(community)
     return community, {k: frames[k].loc[DATA[0] : DATA[1] - QH] for k in ("offtake", "injection")}
 
