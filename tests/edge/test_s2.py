@@ -149,7 +149,13 @@ def test_battery_schedule_end_to_end(tmp_path):
     assert bat.fill == pytest.approx(expected_fill, abs=1.5)
     # The twin recorded the power series, the fill level and every instruction with its statuses.
     series = SeriesStore(engine)
-    assert series.history(eid, POWER).tolist() == [0.0, *setpoints]
+    recorded = series.history(eid, POWER).tolist()
+    # The activation report (0 kW) and the first setpoint can fall on the same stamp when the
+    # accelerated clock is late on a loaded machine; the same instant then holds the later value.
+    assert recorded[-len(setpoints) :] == setpoints and recorded[: len(recorded) - len(setpoints)] in (
+        [],
+        [0.0],
+    )
     assert len(series.history(eid, FILL_LEVEL)) >= len(setpoints)
     log = InstructionLog(engine)
     table = log.instructions(eid)
