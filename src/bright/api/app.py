@@ -114,9 +114,13 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
         log.exception("unexpected error")
         return problem_response(InternalError(f"unexpected {type(exc).__name__}; see the node's log"))
 
+    from bright.api.subscriptions import install as install_network_layer
     from bright.web.app import install as install_web
 
     install_web(app)
+    # Subscriptions, context source registrations and distributed operations (a middleware in
+    # front of the entity API that only acts when registrations cover a request).
+    install_network_layer(app, service)
 
     @app.get("/health", tags=["node"])
     def health() -> dict[str, Any]:
