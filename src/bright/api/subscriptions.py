@@ -256,11 +256,10 @@ def install(app: FastAPI, service: TwinService, *, config: Any = None) -> Networ
 
     config = config or FederationConfig.from_settings(service.settings)
     existing: NetworkRuntime | None = getattr(app.state, "network", None)
-    if existing is not None:
-        # Installed again (create_app installs it; a caller may re-install with its own config):
-        # the new runtime replaces the old one, routes, middleware and lifespan stay single.
-        if existing.subscriptions.on_event in service.store.listeners:
-            service.store.listeners.remove(existing.subscriptions.on_event)
+    # Installed again (create_app installs it; a caller may re-install with its own config): the
+    # new runtime replaces the old one; routes, middleware and lifespan stay single.
+    if existing is not None and existing.subscriptions.on_event in service.store.listeners:
+        service.store.listeners.remove(existing.subscriptions.on_event)
     store = SubscriptionStore(service.engine)
     delivery = Delivery(
         retries=config.notification_retries,
