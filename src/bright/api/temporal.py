@@ -389,8 +389,10 @@ def series_aggregates(
     store: TemporalStore, tenant: str, entity_id: str, topts: TemporalOptions, ctx: ActiveContext
 ) -> dict[str, dict[str, Any]]:
     """``aggregatedValues`` of the entity's compact numeric series, computed from their chunks."""
-    start, end, exclusive = topts.when.bounds()
-    s_start = pd.Timestamp(start) + pd.Timedelta(microseconds=1) if start and exclusive else start
+    start, end, _ = topts.when.bounds()
+    # Buckets are aligned on the first stored instant of the range (as the ETSI suite expects);
+    # with timerel=after an instant exactly at timeAt is counted too (documented limit).
+    s_start = start
     out: dict[str, dict[str, Any]] = {}
     for info in store.series.series(tenant, entity_id=entity_id):
         if topts.attrs is not None and info.attribute not in topts.attrs:

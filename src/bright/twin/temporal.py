@@ -473,7 +473,7 @@ def aggregate_instances(
 ) -> dict[str, list[list[Any]]]:
     """NGSI-LD ``aggregatedValues`` of one attribute: per method, ``[value, bucketStart, bucketEnd]``.
 
-    Buckets of ``period`` start at ``start`` (or the first instance); ``PT0S``/None is one bucket
+    Buckets of ``period`` start at the first instance at or after ``start``; ``PT0S``/None is one bucket
     over the whole range. Counts use every instance; sum/avg/min/max/stddev/sumsq the numeric ones
     (stddev is the sample standard deviation, n - 1); empty buckets are left out.
     """
@@ -486,7 +486,13 @@ def aggregate_instances(
     if not stamped:
         return {m: [] for m in methods}
     stamped.sort(key=lambda x: x[0])
-    t0 = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else stamped[0][0]
+    if start:
+        lo = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        stamped = [x for x in stamped if x[0] >= lo]
+        if not stamped:
+            return {m: [] for m in methods}
+    # Buckets start at the first instance of the range (as the series store and the ETSI suite do).
+    t0 = stamped[0][0]
     t_end = (
         datetime.fromisoformat(end.replace("Z", "+00:00"))
         if end
