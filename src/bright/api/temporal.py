@@ -648,19 +648,23 @@ def install(app: Any, service: TwinService) -> None:
     app.state.temporal = store
     app.include_router(router)
 
-    def on_change(ev: EntityEvent) -> None:
-        if ev.kind == "deleted":
-            store.delete_entity(ev.tenant, ev.entity_id)  # the history goes with the entity
-            return
-        after = ev.after or {}
-        before = (ev.before or {}).get("attrs", {})
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        for iri, insts in after.get("attrs", {}).items():
-            old = before.get(iri, [])
-            new = [i for i in insts if i not in old]
-            if new:
-                fresh[iri] = new
-        if fresh:
-            store.add(ev.tenant, ev.entity_id, fresh, after.get("modifiedAt") or now_iso())
+    def on_changes(events: list[EntityEvent]) -> None:
+        by_tenant: dict[str, list[tuple[str, dict[str, list[dict[str, Any]]]]]] = {}
+        for ev in events:
+            if ev.kind == "deleted":
+                store.delete_entity(ev.tenant, ev.entity_id)  # the history goes with the entity
+                continue
+            after = ev.after or {}
+            before = (ev.before or {}).get("attrs", {})
+            fresh: dict[str, list[dict[str, Any]]] = {}
+            for iri, insts in after.get("attrs", {}).items():
+                old = before.get(iri, [])
+                new = [i for i in insts if i not in old]
+                if new:
+                    fresh[iri] = new
+            if fresh:
+                by_tenant.setdefault(ev.tenant, []).append((ev.entity_id, fresh))
+        for tenant, items in by_tenant.items():
+            store.add_many(tenant, items, now_iso())
 
-    service.store.listeners.append(on_change)
+    service.store.batch_listeners.append(on_changes)

@@ -91,13 +91,21 @@ class TwinStore:
         self.engine = engine
         self.postgres = is_postgres(engine)
         self.listeners: list[Listener] = []
+        # Called once per committed write with all its events (bulk consumers: the history).
+        self.batch_listeners: list[Callable[[list[EntityEvent]], None]] = []
         if create:
             migrate(engine)
 
     def _emit(self, events: Iterable[EntityEvent]) -> None:
         """Tell the listeners about committed changes; a failing listener never undoes a write."""
-        if not self.listeners:
+        if not self.listeners and not self.batch_listeners:
             return
+        events = list(events)
+        for batch_listener in self.batch_listeners:
+            try:
+                batch_listener(events)
+            except Exception:  # pragma: no cover - logged, the write stands
+                log.exception("entity batch listener %r failed on %d events", batch_listener, len(events))
         for ev in events:
             for listener in self.listeners:
                 try:

@@ -177,13 +177,51 @@ class TemporalStore:
     # --- writes -------------------------------------------------------------------------------
     def add(self, tenant: str, entity_id: str, attrs: dict[str, list[dict[str, Any]]], now: str) -> int:
         """Append instances (``attrs``: attribute IRI -> instances); returns how many were stored."""
-        numeric: dict[tuple[str, str | None, str | None], list[tuple[str, float]]] = {}
+        return self.add_many(tenant, [(entity_id, attrs)], now)
+
+    def add_many(
+        self, tenant: str, items: list[tuple[str, dict[str, list[dict[str, Any]]]]], now: str
+    ) -> int:
+        """Append the instances of many entities in one transaction (bulk writes, batch upserts)."""
+        numeric: dict[tuple[str, str | None, str | None], list[tuple[str, str, float]]] = {}
         rows: list[dict[str, Any]] = []
+        for entity_id, attrs in items:
+            self._split(tenant, entity_id, attrs, now, numeric, rows)
+        # One instance per instant of an attribute and dataset: the last one wins.
+        rows = list({(r["entity_id"], r["attr"], r["dataset_id"], r["t"]): r for r in rows}.values())
+        with self.engine.begin() as conn:
+            for (attr, ds, unit), points in numeric.items():
+                frame = pd.DataFrame(points, columns=["entity", "time", "value"])
+                frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+                wide = frame.pivot_table(index="time", columns="entity", values="value", aggfunc="last")
+                wide.columns.name = None
+                self.series.write(
+                    wide, tenant=tenant, attribute=attr, dataset_id=ds, unit_code=unit, connection=conn
+                )
+            if rows:
+                ph = "%s" if self.postgres else "?"
+                conn.exec_driver_sql(
+                    "DELETE FROM temporal_instances WHERE tenant = "
+                    f"{ph} AND entity_id = {ph} AND attr = {ph} AND dataset_id = {ph} AND t = {ph}",
+                    [(r["tenant"], r["entity_id"], r["attr"], r["dataset_id"], r["t"]) for r in rows],
+                )
+                conn.execute(temporal_instances.insert(), rows)
+        return sum(len(p) for p in numeric.values()) + len(rows)
+
+    def _split(
+        self,
+        tenant: str,
+        entity_id: str,
+        attrs: dict[str, list[dict[str, Any]]],
+        now: str,
+        numeric: dict[tuple[str, str | None, str | None], list[tuple[str, str, float]]],
+        rows: list[dict[str, Any]],
+    ) -> None:
         for attr, instances in attrs.items():
             for inst in instances:
                 if is_plain_numeric(inst):
                     key = (attr, inst.get("datasetId"), inst.get("unitCode"))
-                    numeric.setdefault(key, []).append((inst["observedAt"], float(inst["value"])))
+                    numeric.setdefault(key, []).append((entity_id, inst["observedAt"], float(inst["value"])))
                     continue
                 t = canonical_time(
                     inst.get("observedAt") or inst.get("modifiedAt") or inst.get("createdAt") or now
@@ -202,27 +240,6 @@ class TemporalStore:
                         "doc": doc,
                     }
                 )
-        with self.engine.begin() as conn:
-            for (attr, ds, unit), points in numeric.items():
-                idx = pd.DatetimeIndex([pd.Timestamp(t) for t, _ in points])
-                s = pd.Series([v for _, v in points], index=idx, name=entity_id)
-                s = s[~s.index.duplicated(keep="last")]
-                self.series.write(
-                    s, tenant=tenant, attribute=attr, dataset_id=ds, unit_code=unit, connection=conn
-                )
-            for r in rows:
-                conn.execute(
-                    delete(temporal_instances).where(
-                        temporal_instances.c.tenant == r["tenant"],
-                        temporal_instances.c.entity_id == r["entity_id"],
-                        temporal_instances.c.attr == r["attr"],
-                        temporal_instances.c.dataset_id == r["dataset_id"],
-                        temporal_instances.c.t == r["t"],
-                    )
-                )
-            if rows:
-                conn.execute(temporal_instances.insert(), rows)
-        return sum(len(p) for p in numeric.values()) + len(rows)
 
     def delete_entity(self, tenant: str, entity_id: str) -> int:
         with self.engine.begin() as conn:
