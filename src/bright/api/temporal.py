@@ -639,6 +639,10 @@ class _DictParams(Params):
         return [",".join(map(str, v))] if isinstance(v, list) else [str(v)]
 
 
+def _content(inst: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in inst.items() if k not in ("createdAt", "modifiedAt")}
+
+
 def install(app: Any, service: TwinService) -> None:
     """Mount the temporal API and record the history of core updates (instances with observedAt)."""
     from bright.twin.series import SeriesStore
@@ -658,8 +662,9 @@ def install(app: Any, service: TwinService) -> None:
             before = (ev.before or {}).get("attrs", {})
             fresh: dict[str, list[dict[str, Any]]] = {}
             for iri, insts in after.get("attrs", {}).items():
-                old = before.get(iri, [])
-                new = [i for i in insts if i not in old]
+                # An instance is new history when its content changed (system times aside).
+                old = [_content(i) for i in before.get(iri, [])]
+                new = [i for i in insts if _content(i) not in old]
                 if new:
                     fresh[iri] = new
             if fresh:
