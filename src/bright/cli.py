@@ -76,6 +76,12 @@ def import_(
     tz: Annotated[str, typer.Option(help="Time zone of local timestamps")] = "Europe/Brussels",
     time_column: Annotated[str, typer.Option(help="csv: the timestamp column")] = "time",
     rejects: Annotated[Path | None, typer.Option(help="Write rejected records to this CSV")] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="csv: COLUMN=ENTITY_ID, repeatable: import only these columns, as these entities"),
+    ] = None,
+    time_format: Annotated[str | None, typer.Option(help="csv: strptime format of the timestamps")] = None,
+    sep: Annotated[str | None, typer.Option(help="csv: field separator")] = None,
 ) -> None:
     """Upsert NGSI-LD entities, or import time series (--series), from files into the node's database.
 
@@ -95,11 +101,12 @@ def import_(
             quantity=None,
             tz=tz,
             time_column=time_column,
-            time_format=None,
-            sep=None,
+            time_format=time_format,
+            sep=sep,
             decimal=None,
             rejects=rejects,
             strict=True,
+            column=column,
         )
         return
     from bright.twin.db import make_engine

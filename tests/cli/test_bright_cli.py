@@ -87,3 +87,32 @@ def test_import_series_csv_converts_local_time_and_reports_rejects(tmp_path: Pat
         "2016-10-30 01:00:00+00:00",
     ]
     assert s.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_import_the_simbench_file_with_a_column_map(tmp_path: Path) -> None:
+    """The real SimBench file (local time, a spring gap and an autumn repeat) imports whole."""
+    db = f"sqlite:///{tmp_path / 'sb.db'}"
+    src = Path(__file__).parents[2] / "src/bright/data/profiles/simbench_2016_profiles_15min.csv.gz"
+    res = runner.invoke(
+        app,
+        [
+            "import",
+            str(src),
+            "--series",
+            "csv",
+            "--column",
+            "H0-A=urn:ngsi-ld:Meter:h0a",
+            "--time-format",
+            "%d.%m.%Y %H:%M",
+            "--unit",
+            "kWh",
+            "--database",
+            db,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    from bright.twin.series import SeriesStore
+    from bright.twin.vocabulary import bright_context
+
+    s = SeriesStore(make_engine(db)).history("urn:ngsi-ld:Meter:h0a", bright_context().expand("offtake"))
+    assert len(s) == 35_136 and s.index.is_unique  # 92 + 100 quarter-hours on the DST days

@@ -212,6 +212,19 @@ def quarantine_delete(
 
 # --- CSV imports -------------------------------------------------------------------------------------
 @edge_app.command("import-csv")
+def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
+    """``COLUMN=ENTITY_ID`` options as a mapping (None: every column, named by entity id)."""
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        col, sep, entity = pair.partition("=")
+        if not sep or not col or not entity:
+            raise typer.BadParameter(f"--column {pair!r}: use COLUMN=ENTITY_ID")
+        out[col] = entity
+    return out
+
+
 def import_csv(
     files: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz) or NGSI-LD temporal JSON files")],
     fmt: Annotated[
@@ -238,6 +251,10 @@ def import_csv(
     ] = None,
     rejects: Annotated[Path | None, typer.Option(help="Write the rejected records to this CSV")] = None,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when a record is rejected")] = False,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="csv: COLUMN=ENTITY_ID, repeatable: import only these columns, as these entities"),
+    ] = None,
 ) -> None:
     """Import time series files into the twin, with a validation report per file."""
     from bright.twin import timeseries_import as ti
@@ -279,6 +296,7 @@ def import_csv(
                     time_format=time_format,
                     sep=sep or ",",
                     decimal=decimal or ".",
+                    columns=_column_map(column),
                 )
             else:
                 report = ti.import_temporal_json(
