@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import numpy as np
@@ -149,13 +150,19 @@ def test_battery_schedule_end_to_end(tmp_path):
     assert bat.fill == pytest.approx(expected_fill, abs=1.5)
     # The twin recorded the power series, the fill level and every instruction with its statuses.
     series = SeriesStore(engine)
-    recorded = series.history(eid, POWER).tolist()
-    # The activation report (0 kW) and the first setpoint can fall on the same stamp when the
-    # accelerated clock is late on a loaded machine; the same instant then holds the later value.
-    assert recorded[-len(setpoints) :] == setpoints and recorded[: len(recorded) - len(setpoints)] in (
-        [],
-        [0.0],
-    )
+    # The twin holds every measurement the CEM received, at the device's own timestamps (on a
+    # loaded machine the accelerated clock may give two reports one stamp: the later one stays).
+    by_stamp: dict[pd.Timestamp, float] = {}
+    for t, kw in session.measurements:
+        by_stamp[t] = kw
+    # Measurements are written off the event loop: the last write may still be committing.
+    deadline = time.monotonic() + 10
+    recorded = series.history(eid, POWER)
+    while len(recorded) < len(by_stamp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        recorded = series.history(eid, POWER)
+    assert recorded.tolist() == [by_stamp[t] for t in sorted(by_stamp)]
+    assert set(recorded.tolist()) <= {0.0, *setpoints}
     assert len(series.history(eid, FILL_LEVEL)) >= len(setpoints)
     log = InstructionLog(engine)
     table = log.instructions(eid)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from bright.edge.live import LiveBoard, live_view
 from bright.edge.mqtt import Ingestor
@@ -43,7 +43,7 @@ def replay_quarantine(request: Request, ids: list[int] | None = None) -> dict[st
 
 
 @router.delete("/edge/quarantine/{entry_id}", status_code=204)
-def delete_quarantine(request: Request, entry_id: int) -> None:
+def delete_quarantine(request: Request, entry_id: Annotated[int, Path(ge=1, le=2**62)]) -> None:
     q: Quarantine = request.app.state.quarantine
     if q.delete([entry_id]) == 0:
         raise ResourceNotFound(f"no quarantine entry {entry_id}")

@@ -934,9 +934,12 @@ class CemServer:
             return
         frame = pd.DataFrame({entity_id: [value]}, index=pd.DatetimeIndex([t]))
         store = self.series
-        await asyncio.to_thread(
-            lambda: store.write(frame, tenant=self.tenant, attribute=attribute, unit_code=unit, kind="power")
-        )
+        # One write at a time: concurrent read-modify-writes of the same chunk would race.
+        lock = self.__dict__.setdefault("_series_lock", asyncio.Lock())
+        async with lock:
+            await asyncio.to_thread(
+                lambda: store.write(frame, tenant=self.tenant, attribute=attribute, unit_code=unit, kind="power")
+            )
 
 
 # --- simulated resource managers --------------------------------------------------------------------
