@@ -938,7 +938,9 @@ class CemServer:
         lock = self.__dict__.setdefault("_series_lock", asyncio.Lock())
         async with lock:
             await asyncio.to_thread(
-                lambda: store.write(frame, tenant=self.tenant, attribute=attribute, unit_code=unit, kind="power")
+                lambda: store.write(
+                    frame, tenant=self.tenant, attribute=attribute, unit_code=unit, kind="power"
+                )
             )
 
 
