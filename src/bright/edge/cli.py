@@ -211,7 +211,6 @@ def quarantine_delete(
 
 
 # --- CSV imports -------------------------------------------------------------------------------------
-@edge_app.command("import-csv")
 def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
     """``COLUMN=ENTITY_ID`` options as a mapping (None: every column, named by entity id)."""
     if not pairs:
@@ -225,6 +224,7 @@ def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
+@edge_app.command("import-csv")
 def import_csv(
     files: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz) or NGSI-LD temporal JSON files")],
     fmt: Annotated[
