@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -36,14 +37,14 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def fresh_pg_database(prefix: str = "bright_test") -> Iterator[str]:
+    """Create a PostgreSQL database with a random name, yield its URL, drop it afterwards."""
     if not port_open("127.0.0.1", 5432):
         missing_service("PostgreSQL on 127.0.0.1:5432")
     from sqlalchemy import create_engine, text
 
-    name = f"bright_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -51,13 +52,26 @@ def pg_url() -> Iterator[str]:
     except Exception as exc:  # pragma: no cover - depends on the machine
         admin.dispose()
         missing_service(f"PostgreSQL ({exc})")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        yield url
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_url() -> Iterator[str]:
+    """A fresh PostgreSQL database shared by the tests of one module (they empty what they use)."""
+    with fresh_pg_database("bright_module") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from bright.twin.db import make_engine
 from bright.twin.series import SeriesError, SeriesStore
@@ -29,7 +26,6 @@ from bright.twin.timeseries_import import (
     parse_temporal_json,
 )
 
-PG_ADMIN = os.environ.get("BRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SIMBENCH = Path("/work/shared/data/profiles/simbench_2016_profiles_15min.csv.gz")
 if not SIMBENCH.exists():  # the copy bundled with the package
     SIMBENCH = (
@@ -43,38 +39,9 @@ EAN_A = "541448820000000015"
 EAN_B = "541448820000000022"
 
 
-def _unavailable(what: str) -> None:
-    if os.environ.get("BRIGHT_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}:
-        pytest.fail(f"{what} is not reachable and BRIGHT_REQUIRE_SERVICES=1", pytrace=False)
-    pytest.skip(f"{what} is not reachable")
-
-
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database with a random name for this module, dropped at teardown."""
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1.0).close()
-    except OSError:
-        _unavailable("PostgreSQL on 127.0.0.1:5432")
-    name = f"bright_series_import_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        admin.dispose()
-        _unavailable(f"PostgreSQL ({exc})")
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def postgres_store(postgres_url: str) -> Iterator[SeriesStore]:
-    engine = make_engine(postgres_url)
+def postgres_store(pg_module_url: str) -> Iterator[SeriesStore]:
+    engine = make_engine(pg_module_url)
     try:
         yield SeriesStore(engine)
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from bright.twin import series
 from bright.twin.db import make_engine
@@ -25,44 +23,14 @@ from bright.twin.series import (
     instance_time,
 )
 
-PG_ADMIN = os.environ.get("BRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 OFFTAKE = "https://w3id.org/bright/ns#offtakeKwh"
 POWER = "https://w3id.org/bright/ns#powerKw"
 M1, M2, M3 = "urn:ngsi-ld:Meter:m1", "urn:ngsi-ld:Meter:m2", "urn:ngsi-ld:Meter:m3"
 
 
-def _unavailable(what: str) -> None:
-    if os.environ.get("BRIGHT_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}:
-        pytest.fail(f"{what} is not reachable and BRIGHT_REQUIRE_SERVICES=1", pytrace=False)
-    pytest.skip(f"{what} is not reachable")
-
-
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database with a random name for this module, dropped at teardown."""
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1.0).close()
-    except OSError:
-        _unavailable("PostgreSQL on 127.0.0.1:5432")
-    name = f"bright_series_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        admin.dispose()
-        _unavailable(f"PostgreSQL ({exc})")
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def postgres_store(postgres_url: str) -> Iterator[SeriesStore]:
-    engine = make_engine(postgres_url)
+def postgres_store(pg_module_url: str) -> Iterator[SeriesStore]:
+    engine = make_engine(pg_module_url)
     try:
         yield SeriesStore(engine)
     finally:
