@@ -25,7 +25,7 @@ from bright.api.http import (
     read_json,
 )
 from bright.twin.context import CORE_CONTEXT_URL, ActiveContext
-from bright.twin.entities import RenderOptions, check_entity_id, check_name, render_entity
+from bright.twin.entities import ENTITY_KEYS, RenderOptions, check_entity_id, check_name, render_entity
 from bright.twin.errors import (
     BadRequestData,
     InvalidRequest,
@@ -259,7 +259,7 @@ def render_options(
 
 
 def check_attr_name(name: str) -> None:
-    if name in ("id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"):
+    if name in ENTITY_KEYS:
         raise BadRequestData(f"{name!r} is an entity member, not an attribute name")
     check_name(name)
 

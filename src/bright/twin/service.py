@@ -954,4 +954,4 @@ def _drop_nulls(inst: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in inst.items() if not (isinstance(v, dict) and v.get("value") == NULL)}
 
 
-__all__ = ["ENTITY_KEYS", "TwinService"]
+__all__ = ["TwinService", "order_docs", "parse_order_by"]

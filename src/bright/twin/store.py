@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from bright.twin import geo, query
@@ -511,7 +511,3 @@ class TwinStore:
 def _chunks(items: Sequence[Any] | list[Any], size: int) -> Iterable[Any]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def or_all(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
-    return or_(*conds)
