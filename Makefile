@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test demo serve bench lint format typecheck system clean
+.PHONY: install test demo serve bench lint format typecheck system tools clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,evm]'
 	touch $(STAMP)
 
 # System packages the tests use: Debian's chromium (Playwright drives it; no browser download)
@@ -24,8 +24,16 @@ system:
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "could not install:$$missing (those tests will skip)"; \
 	fi
 
-test: install system
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+# anvil (a local EVM JSON-RPC node, npm package) for the ledger's anchor tests, under .tools/.
+ANVIL := .tools/node_modules/.bin/anvil
+tools: $(ANVIL)
+
+$(ANVIL):
+	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil@1.7.1 \
+	  || echo "could not install anvil (npm missing?): the anvil anchor test will skip"
+
+test: install system tools
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/bright demo
@@ -46,4 +54,4 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bright.db
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache bright.db

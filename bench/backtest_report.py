@@ -20,8 +20,9 @@ Series:
   band: summing the members' quantiles (not valid), bottom-up median with the band of the summed
   past member errors, MinT-shrink median with the community model's band, the community model alone.
 
-Run: ``.venv/bin/python bench/backtest_report.py [--only uci|simbench|pv|community] [--csv scores.csv]``
-Plots need matplotlib, which is not installed: none are drawn.
+Run: ``.venv/bin/python bench/backtest_report.py [--only uci|simbench|pv|community] [--csv scores.csv]
+[--plot-dir docs/img]`` (the plot is the UCI household's backtest: its last week and the skill per
+model, drawn by :func:`bright.commands.forecast.plot_backtest`, as ``bright backtest --plot`` does).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def used(result: BacktestResult, model: str) -> str:
     return ", ".join(f"{k}: {v} d" for k, v in per_day.items())
 
 
-def run_uci() -> pd.DataFrame:
+def run_uci(plot_dir: str | None = None) -> pd.DataFrame:
     y = datasets.uci_household()["energy_kwh"].rename("uci")
     days = pd.date_range("2009-11-26", "2010-11-25", freq="D")
     t0 = time.perf_counter()
@@ -133,6 +134,14 @@ def run_uci() -> pd.DataFrame:
     print("### UCI Sceaux household, day-ahead offtake (kWh per 15 min), 365 test days\n")
     print(table(scores))
     print(f"\ngbm forecasts made by: {used(res, 'gbm')}; run time {time.perf_counter() - t0:.0f} s\n")
+    if plot_dir is not None:
+        from pathlib import Path
+
+        from bright.commands.forecast import plot_backtest
+
+        path = Path(plot_dir) / "forecast-backtest-uci.png"
+        plot_backtest(res.frame, scores, path, title="UCI Sceaux household, day-ahead offtake backtest")
+        print(f"plot written to {path}\n")
     return scores.assign(series="uci")
 
 
@@ -291,17 +300,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["uci", "simbench", "pv", "community"], default=None)
     ap.add_argument("--csv", default=None, help="also write every score row to this CSV file")
+    ap.add_argument("--plot-dir", default=None, help="draw the UCI backtest plot (PNG) into this directory")
     args = ap.parse_args()
     parts = []
     if args.only in (None, "uci"):
-        parts.append(run_uci())
+        parts.append(run_uci(args.plot_dir))
     if args.only in (None, "simbench"):
         parts.append(run_simbench_loads())
     if args.only in (None, "pv"):
         parts.append(run_simbench_pv())
     if args.only in (None, "community"):
         parts.append(run_community())
-    print("(No PNG plot: matplotlib is not installed in this environment.)")
     if args.csv:
         pd.concat(parts).to_csv(args.csv)
 

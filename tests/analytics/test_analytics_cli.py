@@ -37,10 +37,14 @@ def test_forecast_backtest_and_schedule_commands(tmp_path: Path) -> None:
     res = runner.invoke(
         app,
         ["backtest", "-c", CID, "--member", member_id("bakery"), "--days", "2", "--end-day", "2016-02-28",
-         "--csv", str(csv), "-d", db],
+         "--csv", str(csv), "--plot", str(tmp_path / "bt" / "backtest.png"), "-d", db],
         env=env,
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    png = (tmp_path / "bt" / "backtest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1210, 770)  # 11 x 7 in at 110 dpi
     table = pd.read_csv(csv, index_col=0)
     assert list(table.index) == ["seasonal_naive", "persistence", "profile_average", "gbm"]
     assert (table["days"] == 2).all() and (table["n"] == 192).all()

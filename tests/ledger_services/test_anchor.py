@@ -13,12 +13,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import missing_service
 
 from bright.ledger import anchor
 from bright.ledger.anchor import (
@@ -27,15 +29,15 @@ from bright.ledger.anchor import (
     AnchorError,
     PendingRoot,
     anchor_calldata,
-    anchor_pending,
     community_key,
     decode_anchor_event,
     function_selector,
     keccak256,
     roots_calldata,
-    stored_root,
 )
 from bright.ledger.records import Settlement
+from bright.services import anchoring
+from bright.services.anchoring import anchor_pending, stored_root
 from bright.services.ledger import LedgerConfig, LedgerNode
 from bright.twin.db import make_engine
 
@@ -277,22 +279,33 @@ def test_node_anchors_its_settlement_intervals(tmp_path, chain: FakeChain) -> No
     fresh = LedgerNode(
         make_engine(f"sqlite:///{tmp_path / 'other.db'}"), LedgerConfig(tmp_path / "d2", community="x")
     )
-    assert anchor.deploy_contract("http://chain", bytecode=b"\x60\x00", transport=transport) == CONTRACT
+    assert anchoring.deploy_contract("http://chain", bytecode=b"\x60\x00", transport=transport) == CONTRACT
     assert fresh.anchor("http://chain", contract=CONTRACT, transport=transport) == []
     engine.dispose()
 
 
 # --------------------------------------------------------------------- the real contract (extra)
 
-_NO_BOA = importlib.util.find_spec("boa") is None
-_NO_VYPER = importlib.util.find_spec("vyper") is None
+_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(_NO_BOA, reason="titanoboa is not installed (optional extra: pip install 'bright[evm]')")
-def test_contract_on_the_embedded_evm() -> None:  # pragma: no cover - needs the extra
+def _need_module(name: str, what: str) -> None:
+    """Skip (or fail under BRIGHT_REQUIRE_SERVICES=1: make test installs the extra) without ``name``."""
+    if importlib.util.find_spec(name) is None:
+        missing_service(f"{what} (optional extra: pip install 'bright[evm]')")
+
+
+def _anvil_binary() -> str | None:
+    """anvil from PATH or from ``.tools/`` (where ``make test`` installs the npm package)."""
+    local = _ROOT / ".tools" / "node_modules" / ".bin" / "anvil"
+    return shutil.which("anvil") or (str(local) if local.exists() else None)
+
+
+def test_contract_on_the_embedded_evm() -> None:
+    _need_module("boa", "titanoboa (embedded EVM)")
     import boa
 
-    contract = anchor.embedded_contract()
+    contract = anchoring.embedded_contract()
     key, root = community_key("urn:ngsi-ld:EnergyCommunity:c1"), b"\x33" * 32
     contract.anchor(key, 1714557600, 14, root)
     assert contract.roots(key, 1714557600) == root and contract.sizes(key, 1714557600) == 14
@@ -306,10 +319,11 @@ def test_contract_on_the_embedded_evm() -> None:  # pragma: no cover - needs the
 
 
 @pytest.fixture
-def anvil() -> Iterator[str]:  # pragma: no cover - needs anvil
-    binary = shutil.which("anvil")
+def anvil() -> Iterator[str]:
+    binary = _anvil_binary()
     if binary is None:
-        pytest.skip("anvil is not installed (npm i -g @foundry-rs/anvil)")
+        missing_service("anvil (npm package @foundry-rs/anvil; make test installs it under .tools/)")
+        raise AssertionError("unreachable")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -333,10 +347,8 @@ def anvil() -> Iterator[str]:  # pragma: no cover - needs anvil
         proc.wait(10)
 
 
-@pytest.mark.skipif(
-    _NO_VYPER, reason="the Vyper compiler is not installed (optional extra: pip install 'bright[evm]')"
-)
-def test_anchor_round_trip_on_anvil(anvil: str, tmp_path) -> None:  # pragma: no cover - needs the extra
+def test_anchor_round_trip_on_anvil(anvil: str, tmp_path) -> None:
+    _need_module("vyper", "the Vyper compiler")
     engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
     node = LedgerNode(engine, LedgerConfig(tmp_path / "data", community="urn:ngsi-ld:EnergyCommunity:c1"))
     t0 = datetime(2024, 5, 1, 10, tzinfo=UTC)

@@ -7,8 +7,9 @@ of the median, why a fallback was used).
 
 ``bright backtest --community ID --member M [--days 60] [--csv backtest.csv]`` backtests a member's
 day-ahead forecast (rolling origin, issued D-1 12:00 local) with every model side by side, prints the
-score table and writes it to CSV (``--forecasts-csv`` also writes every forecast). No plot:
-matplotlib is not a dependency.
+score table and writes it to CSV (``--forecasts-csv`` also writes every forecast, ``--plot`` draws
+a PNG: the last week of measurements against each model's median and the learned model's 80 %
+interval, and the skill of every model against seasonal naive).
 
 Mounted in the main CLI with ``app.command("forecast")(forecast)`` and
 ``app.command("backtest")(backtest)``.
@@ -141,6 +142,10 @@ def backtest(
         Path | None, typer.Option(help="Also write every forecast (model, issue, target, y, quantiles)")
     ] = None,
     store: Annotated[bool, typer.Option("--store", help="Store the scores with the member's model")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Draw the backtest (last week and skill per model) to this PNG"),
+    ] = None,
     database: DatabaseOpt = None,
     tenant: TenantOpt = "",
 ) -> None:
@@ -215,3 +220,60 @@ def backtest(
         forecasts_csv.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(forecasts_csv, index=False, float_format="%.6g", lineterminator="\n")
         console.print(f"{len(frame):,} forecasts written to {forecasts_csv}")
+    if plot is not None:
+        title = f"{_short(report.member_id)} {quantity}: day-ahead backtest"
+        plot_backtest(report.result.frame, scores, plot, title=title)
+        console.print(f"plot written to {plot}")
+
+
+def plot_backtest(
+    frame: Any, scores: Any, path: Path, *, title: str, days: int = 7, band_model: str = "gbm"
+) -> None:
+    """Draw a backtest to a PNG: the last ``days`` of measurements and forecasts, and the skill per model.
+
+    Parameters
+    ----------
+    frame
+        :attr:`bright.energy.forecast.backtest.BacktestResult.frame` (long form, one row per model
+        and target; quantile columns are float levels).
+    scores
+        The score table (index model; columns ``skill``, ``coverage``).
+    path
+        PNG file to write (its directory is created).
+    title
+        Figure title.
+    days
+        Days shown in the time-series panel (the last ones of the backtest).
+    band_model
+        The model whose central interval is shaded (the learned one).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a node
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    levels = sorted(c for c in frame.columns if isinstance(c, float))
+    lo, mid, hi = levels[0], min(levels, key=lambda x: abs(x - 0.5)), levels[-1]
+    end = frame["target"].max()
+    recent = frame[frame["target"] > end - pd.Timedelta(days=days)]
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(11, 7), gridspec_kw={"height_ratios": [3, 1.4]})
+    measured = recent.drop_duplicates("target").set_index("target")["y"].sort_index()
+    ax.plot(measured.index, measured.to_numpy(), color="black", lw=1.0, label="measured")
+    for name, g in recent.groupby("model", sort=False):
+        g = g.set_index("target").sort_index()
+        ax.plot(g.index, g[mid].to_numpy(), lw=1.0, label=f"{name} (median)")
+        if name == band_model:
+            band = f"{name} {lo:.0%}-{hi:.0%}"
+            ax.fill_between(g.index, g[lo].to_numpy(), g[hi].to_numpy(), alpha=0.25, label=band)
+    ax.set_ylabel("kWh per 15 min")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    skill = scores["skill"].astype(float) * 100.0
+    bx.barh([str(m) for m in skill.index], skill.to_numpy(), color="tab:blue")
+    bx.axvline(0.0, color="black", lw=0.8)
+    bx.set_xlabel("skill vs seasonal naive, % (MAE of the median)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

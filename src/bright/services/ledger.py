@@ -2007,7 +2007,8 @@ class LedgerNode:
         -------
         list of AnchorReceipt
         """
-        from bright.ledger.anchor import AnchorError, JsonRpc, anchor_pending, deploy_contract
+        from bright.ledger.anchor import AnchorError
+        from bright.services.anchoring import JsonRpc, anchor_pending, deploy_contract
 
         rpc = JsonRpc(rpc_url, transport=transport)
         chain_id = rpc.chain_id()
