@@ -336,3 +336,44 @@ def test_v2g_never_leaves_a_car_below_its_departure_soc(
         path = e0[i] + np.cumsum(gain)
         assert np.all(path <= s.battery_kwh[i] + 1e-7)
         assert np.all(path >= min(e0[i], min_soc * s.battery_kwh[i]) - 1e-7)
+
+
+def _window_cost(s: ChargingSessions, r: ChargingResult, net: np.ndarray, c_imp: np.ndarray, c_exp: float,
+                 peak_w: float) -> float:  # fmt: skip
+    """Import cost - export revenue + peak charge + unmet penalty of a community-optimal result (EUR)."""
+    flow = net + r.charge_kw
+    cost = float(np.sum(np.maximum(flow, 0) * c_imp - np.maximum(-flow, 0) * c_exp) * 0.25)
+    return (
+        cost
+        + peak_w * float(np.max(np.maximum(flow, 0)))
+        + (10 + 10 * np.max(np.abs(c_imp))) * float(r.unmet_kwh.sum())
+    )
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    s=session_sets(max_sessions=5, max_steps=16),
+    seed=st.integers(0, 1000),
+    peak_w=st.sampled_from([0.0, 0.5]),
+)
+def test_flex_solver_and_bundled_lp_give_the_same_cost(s: ChargingSessions, seed: int, peak_w: float) -> None:
+    """The two solver paths of the community-optimal policy agree (same programme)."""
+    from bright.energy.mobility import flex_charging_solver
+
+    rng = np.random.default_rng(seed)
+    n = s.n_steps
+    base = rng.uniform(0.0, 6.0, n)
+    pv = rng.uniform(0.0, 8.0, n) * (rng.random(n) < 0.5)
+    c_imp = rng.uniform(0.1, 0.4, n)
+    c_exp = 0.05
+    kw = {"export_price_eur_per_kwh": c_exp, "peak_weight_eur_per_kw": peak_w}
+    lp = community_optimal(s, base, pv, c_imp, **kw)
+    flex = community_optimal(s, base, pv, c_imp, solver=flex_charging_solver, **kw)
+    _check_slots(s, flex)
+    net = base - pv
+    assert _window_cost(s, flex, net, c_imp, c_exp, peak_w) == pytest.approx(
+        _window_cost(s, lp, net, c_imp, c_exp, peak_w), abs=1e-4
+    )
+    assert flex.unmet_kwh.sum() == pytest.approx(lp.unmet_kwh.sum(), abs=1e-5)
+    with pytest.raises(MobilityInputError, match="site limit"):
+        community_optimal(s, base, pv, c_imp, site_limit_kw=5.0, solver=flex_charging_solver)

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bright.datasets import ev_sessions
 from bright.energy.mobility import (
@@ -175,3 +177,40 @@ def test_policies_that_need_inputs_say_so(cal: Calibration) -> None:
         evaluate(
             _week(), Scenario("v", n_evs=2, policy="vehicle_to_grid", v2g_price_high_eur_per_kwh=0.3), cal
         )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    headroom=st.floats(min_value=0.0, max_value=20.0),
+    n_evs=st.integers(min_value=1, max_value=15),
+    seed=st.integers(min_value=0, max_value=10_000),
+    policy=st.sampled_from(["earliest_deadline_first", "pv_following"]),
+)
+def test_import_cap_is_never_exceeded(headroom: float, n_evs: int, seed: int, policy: str) -> None:
+    """With the cap at or above the load without EVs, the import never goes above it."""
+    com = _week()
+    cal = _cal()
+    cap = float(np.max(com.base_kw - com.pv_kw)) + headroom
+    s = Scenario("cap", n_evs=n_evs, seed=seed, policy=policy, import_cap_kw=cap)
+    limit = ev_site_limit(com, s)
+    assert limit is not None
+    np.testing.assert_allclose(limit, np.maximum(cap - (com.base_kw - com.pv_kw), 0.0))
+    r = evaluate(com, s, cal)
+    assert np.all(r.net_kw <= cap + 1e-9)
+    assert r.metrics["peak_import_kw"] <= cap + 1e-9
+    # The energy is all accounted for: delivered + unmet = requested.
+    assert r.metrics["delivered_kwh"] + r.metrics["unmet_kwh"] == pytest.approx(r.metrics["requested_kwh"])
+
+
+_CAL: list[Calibration] = []
+
+
+def _cal() -> Calibration:
+    if not _CAL:
+        _CAL.append(calibrate(ev_sessions()))
+    return _CAL[0]
+
+
+def test_import_cap_is_validated() -> None:
+    with pytest.raises(MobilityInputError, match="import_cap_kw -1"):
+        Scenario("x", import_cap_kw=-1.0)

@@ -4,6 +4,7 @@
 * :mod:`~bright.energy.mobility.fleet`: fleet and session generator (:func:`generate_sessions`).
 * :mod:`~bright.energy.mobility.charging`: charging policies on a 15-min grid.
 * :mod:`~bright.energy.mobility.scenario`: scenarios, metrics and comparison.
+* :mod:`~bright.energy.mobility.load_curves`: duration curve, daily profile and daily peaks to plot.
 
 Pure computations over numpy arrays; see ``docs/mobility.md``.
 """
@@ -21,6 +22,7 @@ from bright.energy.mobility.charging import (
     ChargingSolver,
     community_optimal,
     earliest_deadline_first,
+    flex_charging_solver,
     local_hours_mask,
     pv_following,
     solve_charging_lp,
@@ -38,6 +40,7 @@ from bright.energy.mobility.fleet import (
     generate_sessions,
     plugin_hours,
 )
+from bright.energy.mobility.load_curves import daily_peaks, daily_profile, duration_curve
 from bright.energy.mobility.scenario import (
     POLICIES,
     Community,
@@ -71,12 +74,16 @@ __all__ = [
     "community_metrics",
     "community_optimal",
     "compare",
+    "daily_peaks",
+    "daily_profile",
     "draw_fleet",
+    "duration_curve",
     "earliest_deadline_first",
     "ev_adoption",
     "ev_site_limit",
     "evaluate",
     "fit_report",
+    "flex_charging_solver",
     "generate_sessions",
     "ks_distance",
     "local_hours_mask",

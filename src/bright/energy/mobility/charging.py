@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -656,6 +657,89 @@ def solve_charging_lp(problem: ChargingProblem) -> np.ndarray:
             f"community-optimal window at step {pb.steps[0]}: HiGHS status {res.status}: {res.message}"
         )
     return np.asarray(res.x[:n_k])
+
+
+def flex_charging_solver(problem: ChargingProblem) -> np.ndarray:
+    """Solve a community-optimal window with the flexibility solver (:mod:`bright.energy.flex`).
+
+    The window becomes one flex ``Site``: the net load ``net_load_kw`` as base load (its positive
+    part) and fixed PV (its negative part), one ``ElectricVehicle`` per session (battery = its
+    request, charger = its power, charge efficiency 1 because requests are at the meter, plugged in
+    over its slots), import at ``import_price``, export at ``export_price``, a ``peak_charge`` of
+    ``peak_weight_eur_per_kw`` on the net import, unmet energy at ``unmet_penalty_eur_per_kwh``.
+    That is the linear programme of :func:`solve_charging_lp` (without its tie-breaking term), so
+    both give the same cost (``tests/mobility/test_charging.py`` checks it). Pass it as
+    ``community_optimal(..., solver=flex_charging_solver)``.
+
+    Parameters
+    ----------
+    problem
+        The window.
+
+    Returns
+    -------
+    numpy.ndarray
+        Power per slot, kW.
+
+    Raises
+    ------
+    MobilityInputError
+        With a site limit: the flex model limits a whole access point, not the EVs alone (use
+        :func:`solve_charging_lp`).
+    RuntimeError
+        If the flexibility solver fails.
+    """
+    from bright.energy.flex.commitments import energy_price, feed_in, peak_charge
+    from bright.energy.flex.devices import ElectricVehicle, EVSession, PVSystem
+    from bright.energy.flex.problem import FlexInputError, Penalties, ScheduleError, Site
+    from bright.energy.flex.solve import schedule
+
+    pb = problem
+    if pb.site_limit_kw is not None:
+        raise MobilityInputError(
+            "flex_charging_solver: an EV-only site limit is not a flex constraint; use solve_charging_lp"
+        )
+    n_t = pb.steps.size
+    step = pd.Timedelta(hours=pb.step_h)
+    # Any regular UTC grid will do: prices and loads are given per window step.
+    index = pd.date_range(
+        pd.Timestamp("2000-01-03", tz="UTC") + int(pb.steps[0]) * step, periods=n_t, freq=step
+    )
+    first = np.full(pb.energy_kwh.size, n_t, dtype=np.int64)
+    last = np.full(pb.energy_kwh.size, -1, dtype=np.int64)
+    np.minimum.at(first, pb.slot_session, pb.slot_step)
+    np.maximum.at(last, pb.slot_session, pb.slot_step)
+    cars = []
+    for i in np.flatnonzero((pb.energy_kwh > 0) & (last >= 0)):
+        session = EVSession(index[first[i]], index[last[i]] + step, float(pb.energy_kwh[i]))
+        cars.append(
+            ElectricVehicle(
+                f"s{i}", float(pb.energy_kwh[i]), float(pb.max_power_kw[i]), [session], charge_efficiency=1.0
+            )
+        )
+    commitments = [energy_price(pb.import_price_eur_per_kwh), feed_in(pb.export_price_eur_per_kwh)]
+    if pb.peak_weight_eur_per_kw > 0:
+        commitments.append(peak_charge(pb.peak_weight_eur_per_kw))
+    pv = np.maximum(-pb.net_load_kw, 0.0)
+    devices: list[Any] = [*cars, PVSystem("net-pv", pv, curtailable=False)]
+    try:
+        site = Site(
+            "window",
+            np.maximum(pb.net_load_kw, 0.0),
+            tuple(devices),
+            commitments=tuple(commitments),
+        )
+        sched = schedule(index, site, penalties=Penalties(energy_eur_per_kwh=pb.unmet_penalty_eur_per_kwh))
+    except (FlexInputError, ScheduleError) as exc:
+        raise RuntimeError(f"community-optimal window at step {pb.steps[0]}: flex solver: {exc}") from None
+    power = np.zeros(pb.slot_session.size)
+    frames = sched.devices["window"]
+    for car in cars:
+        k = int(car.name[1:])
+        mine = pb.slot_session == k
+        kw = np.asarray(frames[car.name]["power_kw"], dtype=np.float64)
+        power[mine] = np.clip(kw[pb.slot_step[mine]], 0.0, pb.max_power_kw[k])
+    return power
 
 
 def community_optimal(

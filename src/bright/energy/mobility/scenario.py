@@ -185,6 +185,10 @@ class Scenario:
         Limit on the total EV charging power, kW, for the limit-aware policies.
     follow_connection_limit
         Also keep EV charging within what the connection leaves: ``connection - (base - pv)``.
+    import_cap_kw
+        Keep the community's import at or below this level where the EVs can: EV charging is
+        limited to ``max(import_cap_kw - (base - pv), 0)`` (smart charging "no new peak" when set
+        to today's peak import), kW.
     tou_hours
         Local cheap window of the time-of-use policy, ``(start hour, end hour)``.
     v2g_min_soc, v2g_reserve_power_share, v2g_discharge_above_kw, v2g_price_low_eur_per_kwh, \
@@ -207,6 +211,7 @@ v2g_price_high_eur_per_kwh, v2g_export, discharge_efficiency
     pv_scale: float = 1.0
     ev_site_limit_kw: float | None = None
     follow_connection_limit: bool = False
+    import_cap_kw: float | None = None
     tou_hours: tuple[float, float] = (22.0, 7.0)
     v2g_min_soc: float = 0.2
     v2g_reserve_power_share: float = 0.5
@@ -231,6 +236,10 @@ v2g_price_high_eur_per_kwh, v2g_export, discharge_efficiency
             )
         if not self.pv_scale >= 0:
             raise MobilityInputError(f"scenario {self.name!r}: pv_scale {self.pv_scale}, expected >= 0")
+        if self.import_cap_kw is not None and not self.import_cap_kw >= 0:
+            raise MobilityInputError(
+                f"scenario {self.name!r}: import_cap_kw {self.import_cap_kw}, expected >= 0"
+            )
 
     @property
     def n_shared_cars(self) -> int:
@@ -361,8 +370,9 @@ def community_metrics(
 def ev_site_limit(community: Community, scenario: Scenario) -> np.ndarray | None:
     """EV charging limit per step implied by a scenario, kW, or ``None`` when there is none.
 
-    The scenario's ``ev_site_limit_kw`` and, with ``follow_connection_limit``, the connection's
-    headroom ``max(connection - (base - pv * pv_scale), 0)``; the smaller of the two.
+    The scenario's ``ev_site_limit_kw``; with ``follow_connection_limit``, the connection's
+    headroom ``max(connection - (base - pv * pv_scale), 0)``; with ``import_cap_kw``, the headroom
+    under the cap ``max(import_cap_kw - (base - pv * pv_scale), 0)``; the smallest of them.
     """
     limit = None
     if scenario.ev_site_limit_kw is not None:
@@ -375,6 +385,11 @@ def ev_site_limit(community: Community, scenario: Scenario) -> np.ndarray | None
         headroom = community.connection_limit_kw - (community.base_kw - community.pv_kw * scenario.pv_scale)
         headroom = np.maximum(headroom, 0.0)
         limit = headroom if limit is None else np.minimum(limit, headroom)
+    if scenario.import_cap_kw is not None:
+        room = np.maximum(
+            scenario.import_cap_kw - (community.base_kw - community.pv_kw * scenario.pv_scale), 0.0
+        )
+        limit = room if limit is None else np.minimum(limit, room)
     return limit
 
 
@@ -405,7 +420,8 @@ def run_policy(community: Community, scenario: Scenario, sessions: ChargingSessi
     if policy == "earliest_deadline_first":
         if limit is None:
             raise MobilityInputError(
-                f"scenario {scenario.name!r}: earliest_deadline_first needs ev_site_limit_kw or follow_connection_limit"
+                f"scenario {scenario.name!r}: earliest_deadline_first needs ev_site_limit_kw, "
+                "follow_connection_limit or import_cap_kw"
             )
         return earliest_deadline_first(sessions, limit)
     if policy == "pv_following":
