@@ -135,20 +135,60 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
 
 
 def community_entities(
-    community_key: str, name: str, school: dict[str, Any], members: list[Member], seed: int = 7
+    community_key: str,
+    name: str,
+    school: dict[str, Any],
+    members: list[Member],
+    seed: int = 7,
+    *,
+    description: str | None = None,
+    sharing_method: str = "pro_rata",
+    legal_form: str = "REC",
+    spread_deg: tuple[float, float] = (0.004, 0.003),
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """NGSI-LD entities (normalized, BRIGHT @context) of a community and its members' assets."""
+    """NGSI-LD entities (normalized, BRIGHT @context) of a community and its members' assets.
+
+    Parameters
+    ----------
+    community_key
+        Key in the entity ids (``urn:ngsi-ld:EnergyCommunity:<key>``...).
+    name
+        Name of the community.
+    school
+        The place the community is built around (a row of the school register, or any mapping
+        with ``name``, ``address``, ``postcode``, ``municipality``, ``lat``, ``lon``): the first
+        member's building stands there, with that address.
+    members
+        The members; the first one is the anchor (the school, the block, the first home...).
+    seed
+        Seed of the other buildings' positions.
+    description
+        Description of the community (default: a renewable energy community around the place).
+    sharing_method
+        ``sharingMethod`` of the community (``pro_rata``, ``fixed``, ``hybrid``...).
+    legal_form
+        ``REC``, ``CEC`` or ``other``.
+    spread_deg
+        Largest offset of the other buildings from the place, (longitude, latitude) in degrees
+        (0.004 deg of longitude is about 280 m in Brussels).
+    extra
+        More attributes of the ``EnergyCommunity`` entity (normalized NGSI-LD), e.g. a sharing key.
+    """
     rng = np.random.default_rng(seed)
     cid = f"urn:ngsi-ld:EnergyCommunity:{community_key}"
     lon0, lat0 = float(school["lon"]), float(school["lat"])
     ents: list[dict[str, Any]] = []
     member_ids = []
     for n, m in enumerate(members):
-        # Homes within ~300 m of the school (about 0.004 deg of latitude).
+        # The anchor (the school) at the place; the others within spread_deg (~300 m by default).
         lon, lat = (
             (lon0, lat0)
-            if m.category == "school"
-            else (lon0 + float(rng.uniform(-0.004, 0.004)), lat0 + float(rng.uniform(-0.003, 0.003)))
+            if n == 0
+            else (
+                lon0 + float(rng.uniform(-spread_deg[0], spread_deg[0])),
+                lat0 + float(rng.uniform(-spread_deg[1], spread_deg[1])),
+            )
         )
         pid = f"urn:ngsi-ld:EnergyProsumer:{community_key}:{m.key}"
         bid = f"urn:ngsi-ld:Building:{community_key}:{m.key}"
@@ -158,11 +198,11 @@ def community_entities(
         building: dict[str, Any] = {
             "id": bid,
             "type": "Building",
-            "name": _prop(school["name"] if m.category == "school" else f"{m.name} building"),
+            "name": _prop(school["name"] if n == 0 and m.category == "school" else f"{m.name} building"),
             "category": _prop([m.category]),
             "location": _point(lon, lat),
         }
-        if m.category == "school":
+        if n == 0:
             building["address"] = _prop(
                 {
                     "streetAddress": school["address"],
@@ -251,11 +291,14 @@ def community_entities(
             "type": "EnergyCommunity",
             "name": _prop(name),
             "description": _prop(
-                f"Renewable energy community around {school['name']} ({school['municipality']})"
+                description
+                or f"Renewable energy community around {school['name']} ({school['municipality']})"
             ),
-            "communityType": _prop("RenewableEnergyCommunity"),
-            "legalForm": _prop("REC"),
-            "sharingMethod": _prop("pro_rata"),
+            "communityType": _prop(
+                "CitizenEnergyCommunity" if legal_form == "CEC" else "RenewableEnergyCommunity"
+            ),
+            "legalForm": _prop(legal_form),
+            "sharingMethod": _prop(sharing_method),
             # Brussels 2024 orders of magnitude: energy component of a supplier contract, a feed-in
             # buy-back, and the community's own price for shared kWh between the two (EUR/kWh).
             "pricingMethod": _prop("fixed"),
@@ -265,6 +308,7 @@ def community_entities(
             "foundingYear": _prop(2024),
             "location": _point(lon0, lat0),
             "hasMember": {"type": "Relationship", "object": member_ids},
+            **(extra or {}),
         },
     )
     for e in ents:
