@@ -14,6 +14,10 @@ from contextlib import contextmanager
 
 import pytest
 
+# Tests that are not about access control run the node without it (docs/access.md); the access
+# tests (tests/access) build their nodes with Settings(auth="required").
+os.environ["BRIGHT_AUTH"] = "open"
+
 PG_ADMIN_URL = os.environ.get("BRIGHT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 

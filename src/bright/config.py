@@ -9,6 +9,23 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite:///bright.db"
 
 
+AUTH_MODES = ("required", "open")
+
+
+def auth_mode(value: str | None) -> str:
+    """The access-control mode of ``value`` (``BRIGHT_AUTH``): ``required`` when unset.
+
+    Raises
+    ------
+    ValueError
+        Any other value than ``required`` or ``open``.
+    """
+    mode = (value or "required").strip().lower()
+    if mode not in AUTH_MODES:
+        raise ValueError(f"BRIGHT_AUTH={value!r} is not one of {', '.join(AUTH_MODES)}")
+    return mode
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -33,6 +50,11 @@ class Settings:
     temporal_page
         Most attribute instances in one temporal response (``BRIGHT_TEMPORAL_PAGE``); a longer
         history is cut on the time axis and answered 206 with a ``Content-Range``.
+    auth
+        Access control (``BRIGHT_AUTH``): ``required`` (the default: writes need an API token, a
+        dashboard session or a signed peer request, and reads are filtered by the node's policies)
+        or ``open`` (no access control: a caller without credentials acts as the node's manager;
+        for the ETSI conformance run and tests that are not about access). See docs/access.md.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -43,6 +65,10 @@ class Settings:
     temporal_page: int = 10_000
     mqtt_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    auth: str = field(default_factory=lambda: auth_mode(os.environ.get("BRIGHT_AUTH")))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "auth", auth_mode(self.auth))
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,6 +82,7 @@ class Settings:
             "node_name": os.environ.get("BRIGHT_NODE_NAME", "bright"),
             "temporal_page": int(os.environ.get("BRIGHT_TEMPORAL_PAGE", "10000")),
             "mqtt_url": os.environ.get("BRIGHT_MQTT_URL") or None,
+            "auth": auth_mode(os.environ.get("BRIGHT_AUTH")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ANONYMOUS", "ROLES", "USER_GROUPS", "Principal", "principal_of"]
+__all__ = ["ANONYMOUS", "OPEN_ACCESS", "ROLES", "USER_GROUPS", "Principal", "principal_of"]
 
 #: The ten user groups of the use case, then the node-level roles. ``public`` is the anonymous
 #: visitor; ``peer`` a node of the same network calling with a signed request.
@@ -42,7 +42,8 @@ class Principal:
     subject
         User name, token name or peer node id (``urn:ngsi-ld:Node:...``); None when anonymous.
     kind
-        ``anonymous``, ``user`` (dashboard session or API token) or ``node`` (a signed peer request).
+        ``anonymous``, ``user`` (dashboard session or API token), ``node`` (a signed peer request)
+        or ``open`` (no credentials on a node running with ``BRIGHT_AUTH=open``).
     community_id
         The community the principal belongs to (members, managers), if any.
     member_id
@@ -68,6 +69,9 @@ class Principal:
 
 
 ANONYMOUS = Principal()
+#: The caller without credentials on a node running with ``BRIGHT_AUTH=open`` (no access control,
+#: for the ETSI conformance run and tests): it acts as the node's manager. See docs/access.md.
+OPEN_ACCESS = Principal(role="manager", kind="open")
 
 
 def principal_of(request: Any) -> Principal:
