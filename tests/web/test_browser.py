@@ -7,23 +7,11 @@ the time until the community page with a year of data is interactive (charts ren
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from bright.api.app import create_app
-from bright.config import Settings
-from bright.web import app as web
-from bright.web.users import add_demo_users
 
 CID = "urn:ngsi-ld:EnergyCommunity:school-371"
 ME = "urn:ngsi-ld:EnergyProsumer:school-371:home01"
@@ -31,83 +19,7 @@ OTHER = "urn:ngsi-ld:EnergyProsumer:school-371:home02"
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-def _require_browser() -> None:
-    required = os.environ.get("BRIGHT_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}
-    missing = not Path(CHROMIUM).exists()
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = True
-    if missing:
-        if required:
-            pytest.fail(f"{CHROMIUM} or playwright is missing and BRIGHT_REQUIRE_SERVICES=1", pytrace=False)
-        pytest.skip(f"{CHROMIUM} or playwright is missing")
-
-
-def build_demo(directory: Path) -> str:
-    """Build the demo twin into ``directory`` with the CLI; returns its database URL."""
-    url = f"sqlite:///{directory / 'demo.db'}"
-    cmd = [sys.executable, "-m", "bright.cli", "demo", "--no-serve", "--database", url]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    return url
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A uvicorn server of the demo node on a free port (in a thread); yields its base URL."""
-    _require_browser()
-    import uvicorn
-
-    url = build_demo(tmp_path_factory.mktemp("web-browser"))
-    app = create_app(Settings(database_url=url))
-    web.install(app)
-    add_demo_users(app.state.twin.engine, CID, ME)
-    port = _free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser(server: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _page(browser: object, **kwargs: object) -> object:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -30,23 +28,6 @@ CID = "urn:ngsi-ld:EnergyCommunity:school-371"
 ME = "urn:ngsi-ld:EnergyProsumer:school-371:home01"
 OTHER = "urn:ngsi-ld:EnergyProsumer:school-371:home02"
 HTML = {"accept": "text/html"}
-
-
-def build_demo(directory: Path) -> str:
-    """Build the demo twin into ``directory`` with the CLI; returns its database URL."""
-    url = f"sqlite:///{directory / 'demo.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "bright.cli", "demo", "--no-serve", "--database", url],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return url
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_demo(tmp_path_factory.mktemp("web-demo"))
 
 
 @pytest.fixture(scope="module")

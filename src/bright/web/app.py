@@ -10,6 +10,12 @@ Pages (HTML):
 - ``/ngsi``: a small NGSI-LD entity browser (manager);
 - ``/login``, ``/logout``.
 
+The other pages live in their own modules, mounted by :func:`install` (:data:`PAGE_MODULES`):
+:mod:`bright.web.analysis` (forecast, flexibility, fairness), :mod:`bright.web.sharing_key`,
+:mod:`bright.web.questionnaire` (S-BRIGHT questionnaire and community mix), :mod:`bright.web.ledger`
+(ledger, DVPP), :mod:`bright.web.network_pages` (map and discovery), :mod:`bright.web.mobility`.
+They share this module's helpers (``_render``, ``current_user``, ``_community``, ``_cached``...).
+
 Chart data (JSON, same access rules): ``/web/data/communities/{id}/energy``, ``.../flows`` and
 ``.../members/{member}/energy``. Long ranges are aggregated on the server (a year is sent as 366
 daily values, a month as hourly values) so a page never ships 35,000 points per series.
@@ -23,6 +29,8 @@ Install on a node's app with :func:`install` (after its exception handlers are r
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -80,12 +88,12 @@ PERIODS: dict[str, tuple[pd.DateOffset, str]] = {
     "month": (pd.DateOffset(months=1), "1h"),
     "year": (pd.DateOffset(years=1), "1D"),
 }
-#: Other capabilities of a node: key -> route prefix whose presence makes them available.
-CAPABILITIES: dict[str, str] = {
-    "nav.network": "/api/network/",
-    "nav.analytics": "/api/communities/{community_id}/forecast",
-    "nav.engagement": "/api/communities/{community_id}/engagement",
-    "nav.ledger": "/api/ledger",
+#: Node-wide pages of the main menu: key -> (route prefix of the API the page needs, page path).
+#: A page whose API is not mounted on the node is listed as unavailable. The community-level pages
+#: (forecast, flexibility, sharing, fairness, engagement) are in the community's own menu.
+CAPABILITIES: dict[str, tuple[str, str]] = {
+    "nav.network": ("/api/network/", "/network"),
+    "nav.ledger": ("/api/ledger", "/ledger"),
 }
 _CACHE_SECONDS = 60.0
 _CACHE_SIZE = 32
@@ -232,9 +240,25 @@ def _lang(request: Request) -> str:
     )
 
 
-def _capabilities(request: Request) -> list[tuple[str, bool]]:
-    paths = [getattr(r, "path", "") for r in request.app.routes]
-    return [(key, any(p.startswith(prefix) for p in paths)) for key, prefix in CAPABILITIES.items()]
+def _route_paths(routes: list[Any], prefix: str = "") -> list[str]:
+    """Paths of the app's routes, also those of included routers (FastAPI keeps them nested)."""
+    out: list[str] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            out += _route_paths(list(inner.routes), prefix + (getattr(context, "prefix", "") or ""))
+        elif getattr(route, "path", None):
+            out.append(prefix + str(route.path))
+    return out
+
+
+def _capabilities(request: Request) -> list[tuple[str, str, bool]]:
+    """(menu key, page path, available) of the node-wide pages."""
+    paths = _route_paths(list(request.app.routes))
+    return [
+        (key, href, any(p.startswith(prefix) for p in paths)) for key, (prefix, href) in CAPABILITIES.items()
+    ]
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -791,6 +815,8 @@ async def ngsi_page(request: Request) -> HTMLResponse:
         "Link": f'<{BRIGHT_CONTEXT_URL}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"',
         "Accept": "application/json",
     }
+    if request.headers.get("cookie"):  # the API sees the manager's session, as the browser's calls do
+        headers["Cookie"] = request.headers["cookie"]
     transport = httpx.ASGITransport(app=request.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
         answer = await client.get("/ngsi-ld/v1/entities", params=params, headers=headers)
@@ -1042,6 +1068,39 @@ def _plain_error_page(scope: Scope, status: int) -> bytes:
     ).encode("utf-8")
 
 
+class CachedStaticFiles(StaticFiles):
+    """The dashboard's static files; the vendored libraries may be kept by the browser for a day.
+
+    ECharts is 1 MB: without a lifetime the browser asks again (ETag, 304) on every page; the
+    vendored files change only with a new release of the package (their URL is the same, so a day,
+    not a year). BRIGHT's own scripts and CSS are revalidated on every load.
+    """
+
+    def file_response(
+        self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if "/vendor/" in str(full_path).replace("\\", "/"):
+            response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
+
+
+#: Page modules of the dashboard mounted by :func:`install` (each has a ``router``); the optional ones
+#: are mounted when they are installed (written by other parts of the project).
+PAGE_MODULES = ("analysis", "sharing_key", "questionnaire", "ledger", "network_pages", "mobility")
+OPTIONAL_PAGE_MODULES = ("onboarding", "offers")
+
+
+def _page_modules() -> list[Any]:
+    """The page modules to mount: all of :data:`PAGE_MODULES`, those of :data:`OPTIONAL_PAGE_MODULES`
+    that exist (a module that exists but fails to import is an error, not skipped)."""
+    modules = [importlib.import_module(f"bright.web.{name}") for name in PAGE_MODULES]
+    for name in OPTIONAL_PAGE_MODULES:
+        if importlib.util.find_spec(f"bright.web.{name}") is not None:
+            modules.append(importlib.import_module(f"bright.web.{name}"))
+    return modules
+
+
 def install(app: FastAPI) -> None:
     """Add the dashboard to a node's app: pages, chart data, static files, login, HTML error pages.
 
@@ -1053,8 +1112,10 @@ def install(app: FastAPI) -> None:
     settings = getattr(app.state, "settings", None)
     url = settings.database_url if settings is not None else "sqlite:///bright.db"
     app.state.web_signer = SessionSigner(node_secret(data_dir(url)))
-    app.mount("/web/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
+    app.mount("/web/static", CachedStaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
+    for module in _page_modules():
+        app.include_router(module.router)
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
