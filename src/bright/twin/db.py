@@ -8,11 +8,12 @@ in :mod:`bright.twin.migrations`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -72,3 +73,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Stream rows into a PostgreSQL table with ``COPY ... FROM STDIN``, in the open transaction.
+
+    The bulk path of the twin's writes: rows are encoded by psycopg's C code and the server
+    inserts them without parsing or planning a statement per row.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def staging_table(conn: Connection, name: str, columns: str) -> None:
+    """An empty session-private PostgreSQL table ``name`` (``columns``: SQL column definitions).
+
+    Rows copied into it (:func:`copy_rows`) feed one set-based ``INSERT``/``UPDATE`` ...
+    ``SELECT``; it is emptied when the transaction ends.
+    """
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+    conn.exec_driver_sql(f"DELETE FROM {name}")

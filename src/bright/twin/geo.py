@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+import orjson
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -363,7 +364,7 @@ def geo_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "min_y": min_y,
                     "max_x": max_x,
                     "max_y": max_y,
-                    "geojson": json.dumps(instance["value"], separators=(",", ":")),
+                    "geojson": orjson.dumps(instance["value"]).decode(),
                 }
             )
     return out

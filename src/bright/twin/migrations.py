@@ -26,9 +26,45 @@ def _initial(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
+_INDEX_TABLES = ("attr_index", "entity_types", "entity_scopes", "geo_index")
+
+
+def _index_cascade_by_statement(conn: Connection) -> None:
+    """PostgreSQL: index rows follow their entity through one statement trigger, not foreign keys.
+
+    A foreign key checks (and locks) the entity row for every index row inserted: half the cost
+    of writing an entity's index on PostgreSQL. Index rows are only written by the store, in the
+    transaction that writes their entity, so the check adds nothing; what the keys gave besides
+    is ``ON DELETE CASCADE``, which an ``AFTER DELETE ... FOR EACH STATEMENT`` trigger on
+    ``entities`` keeps for every delete (the store's, a tenant's removal). SQLite keeps its keys:
+    it checks them for almost nothing.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in _INDEX_TABLES:
+        conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_entity_pk_fkey")
+    deletes = " ".join(
+        f"DELETE FROM {table} WHERE entity_pk IN (SELECT pk FROM gone);" for table in _INDEX_TABLES
+    )
+    conn.exec_driver_sql(
+        "CREATE OR REPLACE FUNCTION bright_entity_index_cascade() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN {deletes} RETURN NULL; END $$"
+    )
+    conn.exec_driver_sql("DROP TRIGGER IF EXISTS entities_index_cascade ON entities")
+    conn.exec_driver_sql(
+        "CREATE TRIGGER entities_index_cascade AFTER DELETE ON entities REFERENCING OLD TABLE AS gone "
+        "FOR EACH STATEMENT EXECUTE FUNCTION bright_entity_index_cascade()"
+    )
+
+
 # (number, name, function). Append only.
 STEPS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "entities, indexes and @contexts", _initial),
+    (
+        2,
+        "entity index rows deleted with their entity by a statement trigger (PostgreSQL)",
+        _index_cascade_by_statement,
+    ),
 ]
 
 _extra_steps: list[tuple[int, str, Callable[[Connection], None]]] = []

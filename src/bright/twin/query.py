@@ -353,6 +353,13 @@ def _temporal(text: str) -> str | None:
     # Cheap shape test first: dates have '-' at 4, times ':' at 2 (most strings are neither).
     if text[4] != "-" and text[2] != ":":
         return None
+    return _parsed_temporal(text)
+
+
+@lru_cache(maxsize=8192)
+def _parsed_temporal(text: str) -> str | None:
+    """:func:`_temporal` of a string shaped like a date or time (cached: the instants of a batch
+    repeat, such as the same ``observedAt`` on many meters)."""
     if len(text) == 27 and _NORMALISED_RE.fullmatch(text):  # the store's own stamps: already UTC
         return text
     try:

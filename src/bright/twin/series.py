@@ -67,10 +67,12 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    column,
     delete,
     func,
     or_,
     select,
+    table,
     text,
     tuple_,
     update,
@@ -78,7 +80,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bright.twin import migrations
-from bright.twin.db import is_postgres
+from bright.twin.db import copy_rows, is_postgres, staging_table
 
 __all__ = [
     "AGGREGATION_METHODS",
@@ -195,6 +197,17 @@ chunks_table = Table(
 #: The chunk columns a rewrite sets.
 _CHUNK_VALUES = ("n", "n_valid", "t_first", "t_last", "step_us", "v_sum", "v_sumsq", "v_min", "v_max",
                  "modified_us", "times", "vals")  # fmt: skip
+
+
+#: Rows from which PostgreSQL writes go through COPY (below, plain statements are cheaper).
+_COPY_MIN_ROWS = 50
+_SERIES_COLUMNS = ("tenant", "entity_id", "attr", "dataset_id", "unit_code", "kind", "chunk_span_s", "first_us",
+                   "last_us", "created_us", "modified_us")  # fmt: skip
+_SERIES_STAGING = (
+    "tenant text, entity_id text, attr text, dataset_id text, unit_code text, kind text, chunk_span_s bigint, "
+    "first_us bigint, last_us bigint, created_us bigint, modified_us bigint"
+)
+_CHUNK_COLUMNS = ("series_id", "chunk_start", *_CHUNK_VALUES)
 
 
 def _create_tables(conn: Connection) -> None:
@@ -982,6 +995,18 @@ class SeriesStore:
     def _upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         s = series_table
         ins = (postgresql.insert if self.postgres else sqlite.insert)(s)
+        if self.postgres and len(rows) > _COPY_MIN_ROWS:
+            # Many series at once (a batch of entities): COPY into a staging table, then one
+            # set-based upsert instead of a statement per series.
+            staging_table(conn, "series_incoming", _SERIES_STAGING)
+            copy_rows(
+                conn, "series_incoming", _SERIES_COLUMNS, ([r[c] for c in _SERIES_COLUMNS] for r in rows)
+            )
+            staged = table("series_incoming", *(column(c) for c in _SERIES_COLUMNS))
+            ins = postgresql.insert(s).from_select(
+                list(_SERIES_COLUMNS), select(*(staged.c[c] for c in _SERIES_COLUMNS))
+            )
+            rows = []
         ex = ins.excluded
         stmt = ins.on_conflict_do_update(
             index_elements=[s.c.tenant, s.c.entity_id, s.c.attr, s.c.dataset_id],
@@ -995,7 +1020,10 @@ class SeriesStore:
                 "modified_us": ex.modified_us,
             },
         )
-        conn.execute(stmt, rows)
+        if rows:
+            conn.execute(stmt, rows)
+        else:
+            conn.execute(stmt)
 
     def _lookup(
         self, conn: Connection, tenant: str, keys: Iterable[tuple[str, str, str]]
@@ -1102,7 +1130,11 @@ class SeriesStore:
             row.update(b_sid=sid, b_cs=cs)
             updates.append(row)
         c = chunks_table
-        if inserts:
+        if inserts and self.postgres and len(inserts) > _COPY_MIN_ROWS:
+            copy_rows(
+                conn, "series_chunks", _CHUNK_COLUMNS, ([r[k] for k in _CHUNK_COLUMNS] for r in inserts)
+            )
+        elif inserts:
             conn.execute(c.insert(), inserts)
         if updates:
             conn.execute(

@@ -43,7 +43,7 @@ from bright.twin.errors import (
     TooManyResults,
 )
 from bright.twin.jsonld_store import ContextStore
-from bright.twin.store import EntityQuery, TwinStore
+from bright.twin.store import EntityQuery, TwinStore, bulk_write
 
 MAX_LIMIT = 1000
 ORDER_BY_MAX = 10_000
@@ -355,6 +355,7 @@ class TwinService:
             docs[doc["id"]] = doc
         return list(docs.values()), errors
 
+    @bulk_write
     def batch_create(
         self, tenant: str, body: list[Any], ctx: ActiveContext, *, contexts: list[Any] | None = None
     ) -> dict[str, Any]:
@@ -374,6 +375,7 @@ class TwinService:
         self.store.write_batch(tenant, new, merge=None)
         return {"success": [d["id"] for d in new], "errors": errors}
 
+    @bulk_write
     def batch_upsert(
         self,
         tenant: str,
@@ -398,6 +400,7 @@ class TwinService:
         created = self.store.write_batch(tenant, docs, merge=None if replace else merge)
         return {"success": [d["id"] for d in docs], "errors": errors, "created": created}
 
+    @bulk_write
     def batch_update(
         self,
         tenant: str,
@@ -445,6 +448,7 @@ class TwinService:
             )
         return {"success": [d["id"] for d in ok if d["id"] not in partial], "errors": errors}
 
+    @bulk_write
     def batch_merge(
         self, tenant: str, body: list[Any], ctx: ActiveContext, *, contexts: list[Any] | None = None
     ) -> dict[str, Any]:

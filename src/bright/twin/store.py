@@ -8,10 +8,12 @@ PostgreSQL; SQLite serialises writers).
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ContextDecorator, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +22,49 @@ from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, u
 from sqlalchemy.sql.elements import ColumnElement
 
 from bright.twin import geo, query
-from bright.twin.db import is_postgres
+from bright.twin.db import copy_rows, is_postgres, staging_table
 from bright.twin.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from bright.twin.migrations import migrate
 from bright.twin.schema import attr_index, entities, entity_scopes, entity_types, geo_index
 
 log = logging.getLogger("bright.twin.store")
+
+ANALYZE_MIN_ROWS = 5000
+"""Entities created by one process before it refreshes PostgreSQL's statistics (see TwinStore)."""
+
+
+class CollectorPause(ContextDecorator):
+    """Python's cyclic garbage collector paused while bulk writes run (re-entrant, thread-safe).
+
+    A batch of entities builds hundreds of thousands of short-lived, acyclic objects (parsed
+    documents, index rows, history rows). Each allocation counts towards a collection and the
+    full collections walk every object of the process (a node holds millions: pandas, the web
+    app): about a fifth of a batch's CPU time. Reference counting still frees everything at
+    once; the collector runs again when the last bulk write of the process ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> CollectorPause:
+        with self._lock:
+            if self._holders == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._holders += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0 and self._was_enabled:
+                gc.enable()
+
+
+bulk_write = CollectorPause()
+"""Use as ``with bulk_write:`` or ``@bulk_write`` around batch operations."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +132,44 @@ class TwinStore:
         self.listeners: list[Listener] = []
         # Called once per committed write with all its events (bulk consumers: the history).
         self.batch_listeners: list[Callable[[list[EntityEvent]], None]] = []
+        # Planner statistics (PostgreSQL): entities created since the last ANALYZE, and the
+        # table size then (None: not read yet). See _note_created.
+        self._stats_lock = threading.Lock()
+        self._created_since_analyze = 0
+        self._entities_at_analyze: float | None = None
         if create:
             migrate(engine)
+
+    def _note_created(self, n: int) -> None:
+        """Refresh PostgreSQL's planner statistics when the entity tables have grown a lot.
+
+        Without statistics (a fresh database after a bulk import, before autovacuum gets to it)
+        PostgreSQL takes ``tenant = ''`` for a rare value and plans a paged query as "collect
+        every match, then sort" instead of "walk the (tenant, pk) order and stop at the page":
+        hundreds of milliseconds instead of one. An ``ANALYZE`` of the entity tables runs after
+        a write that brings the entities created by this process since the last one to the size
+        of the table then (at least :data:`ANALYZE_MIN_ROWS`): a handful of times while a table
+        grows by orders of magnitude, never on steady traffic (autovacuum keeps them fresh).
+        """
+        if not self.postgres or n <= 0:
+            return
+        with self._stats_lock:
+            if self._entities_at_analyze is None:
+                with self.engine.connect() as conn:
+                    tuples = conn.exec_driver_sql(
+                        "SELECT reltuples FROM pg_class WHERE relname = 'entities' AND relkind = 'r'"
+                    ).scalar()
+                self._entities_at_analyze = max(float(tuples or 0), 0.0)
+            self._created_since_analyze += n
+            if self._created_since_analyze < max(ANALYZE_MIN_ROWS, self._entities_at_analyze):
+                return
+            self._entities_at_analyze += self._created_since_analyze
+            self._created_since_analyze = 0
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE entities, entity_types, entity_scopes, attr_index, geo_index")
+        except Exception:  # pragma: no cover - statistics are an optimisation; the write stands
+            log.exception("ANALYZE of the entity tables failed")
 
     def _emit(self, events: Iterable[EntityEvent]) -> None:
         """Tell the listeners about committed changes; a failing listener never undoes a write."""
@@ -154,6 +229,7 @@ class TwinStore:
             if self._load(conn, tenant, doc["id"]) is not None:
                 raise AlreadyExists(f"entity {doc['id']} already exists")
             self._insert(conn, tenant, [doc])
+        self._note_created(1)
         self._emit([EntityEvent("created", tenant, doc["id"], None, doc)])
 
     def modify(
@@ -230,14 +306,15 @@ class TwinStore:
                 self._insert(conn, tenant, new_docs)
                 created = [d["id"] for d in new_docs]
                 events += [EntityEvent("created", tenant, d["id"], None, d) for d in new_docs]
-            rewrites: list[tuple[int, dict[str, Any]]] = []
+            rewrites: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
             for d in docs:
                 if d["id"] in existing:
                     pk, old = existing[d["id"]]
                     doc = merge(old, d) if merge else {**d, "createdAt": old.get("createdAt", d["createdAt"])}
-                    rewrites.append((pk, doc))
+                    rewrites.append((pk, old, doc))
                     events.append(EntityEvent("updated", tenant, d["id"], old, doc))
             self._rewrite_many(conn, rewrites)
+        self._note_created(len(created))
         self._emit(events)
         return created
 
@@ -257,13 +334,12 @@ class TwinStore:
 
     # --- index maintenance --------------------------------------------------------------------------
     def _insert(self, conn: Connection, tenant: str, docs: Sequence[dict[str, Any]]) -> None:
-        """Insert new entities and their index rows (driver-level executemany: the hot path)."""
-        ph = "%s" if self.postgres else "?"
-        jsonb = "::jsonb" if self.postgres else ""
-        sql = (
-            f"INSERT INTO entities (tenant, id, type, created_at, modified_at, doc) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}{jsonb})"
-        )
+        """Insert new entities and their index rows (the hot path of imports and batch upserts).
+
+        PostgreSQL: the keys are taken from the sequence in one round trip and the rows are
+        streamed with ``COPY``. SQLite: one prepared ``INSERT`` run over all rows (executemany),
+        then the keys are read back by id.
+        """
         rows = [
             (
                 tenant,
@@ -276,41 +352,67 @@ class TwinStore:
             for d in docs
         ]
         pks: dict[str, int] = {}
-        for chunk in _chunks(rows, 2000):
-            conn.exec_driver_sql(sql, chunk)
-            ids = [r[1] for r in chunk]
-            found = conn.execute(
-                select(entities.c.id, entities.c.pk).where(
-                    entities.c.tenant == tenant, entities.c.id.in_(ids)
-                )
+        if self.postgres:
+            keys = conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('entities', 'pk')) FROM generate_series(1, %s)",
+                (len(rows),),
+            ).scalars()
+            keyed = [(pk, *r) for pk, r in zip(keys, rows, strict=True)]
+            copy_rows(
+                conn, "entities", ("pk", "tenant", "id", "type", "created_at", "modified_at", "doc"), keyed
             )
-            pks.update({r[0]: r[1] for r in found})
-        self._index(conn, [(pks[d["id"]], d) for d in docs])
-
-    def _rewrite_many(self, conn: Connection, pairs: list[tuple[int, dict[str, Any]]]) -> None:
-        """Replace the documents and index rows of existing entities, in bulk."""
-        if not pairs:
-            return
-        ph = "%s" if self.postgres else "?"
-        jsonb = "::jsonb" if self.postgres else ""
-        conn.exec_driver_sql(
-            f"UPDATE entities SET doc = {ph}{jsonb}, type = {ph}, modified_at = {ph}, created_at = {ph} WHERE pk = {ph}",
-            [
-                (
-                    orjson.dumps(d).decode(),
-                    d["type"][0] if d["type"] else "",
-                    d["modifiedAt"],
-                    d["createdAt"],
-                    pk,
+            pks = {r[2]: r[0] for r in keyed}
+        else:
+            sql = "INSERT INTO entities (tenant, id, type, created_at, modified_at, doc) VALUES (?, ?, ?, ?, ?, ?)"
+            for chunk in _chunks(rows, 2000):
+                conn.exec_driver_sql(sql, chunk)
+                found = conn.execute(
+                    select(entities.c.id, entities.c.pk).where(
+                        entities.c.tenant == tenant, entities.c.id.in_([r[1] for r in chunk])
+                    )
                 )
-                for pk, d in pairs
-            ],
-        )
-        pks = [pk for pk, _ in pairs]
-        for chunk in _chunks(pks, 900):
-            for table in (attr_index, entity_types, entity_scopes, geo_index):
-                conn.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
-        self._index(conn, pairs)
+                pks.update({r[0]: r[1] for r in found})
+        self._write_index(conn, _index_rows([(pks[d["id"]], d) for d in docs]))
+
+    def _rewrite_many(
+        self, conn: Connection, triples: list[tuple[int, dict[str, Any], dict[str, Any]]]
+    ) -> None:
+        """Replace the documents of existing entities (pk, old, new) and their index rows, in bulk.
+
+        The index rows of an entity are rewritten only when they differ from the old ones (a
+        re-sent entity, or one whose changes only touch system times, keeps its rows).
+        """
+        if not triples:
+            return
+        values = [
+            (pk, orjson.dumps(d).decode(), d["type"][0] if d["type"] else "", d["modifiedAt"], d["createdAt"])
+            for pk, _old, d in triples
+        ]
+        if self.postgres:
+            staging_table(
+                conn,
+                "entities_incoming",
+                "pk bigint, doc jsonb, type text, modified_at text, created_at text",
+            )
+            copy_rows(conn, "entities_incoming", ("pk", "doc", "type", "modified_at", "created_at"), values)
+            conn.exec_driver_sql(
+                "UPDATE entities SET doc = u.doc, type = u.type, modified_at = u.modified_at, "
+                "created_at = u.created_at FROM entities_incoming AS u WHERE entities.pk = u.pk"
+            )
+        else:
+            conn.exec_driver_sql(
+                "UPDATE entities SET doc = ?, type = ?, modified_at = ?, created_at = ? WHERE pk = ?",
+                [(doc, t, m, c, pk) for pk, doc, t, m, c in values],
+            )
+        changed: list[int] = []
+        fresh = _IndexRows()
+        for pk, old, new in triples:
+            new_rows = _index_rows([(pk, new)])
+            if not _index_rows([(pk, old)]).same(new_rows):
+                changed.append(pk)
+                fresh.extend(new_rows)
+        self._delete_index(conn, changed)
+        self._write_index(conn, fresh)
 
     def _rewrite(self, conn: Connection, pk: int, doc: dict[str, Any]) -> None:
         conn.execute(
@@ -323,48 +425,30 @@ class TwinStore:
                 created_at=doc["createdAt"],
             )
         )
-        for table in (attr_index, entity_types, entity_scopes, geo_index):
-            conn.execute(delete(table).where(table.c.entity_pk == pk))
-        self._index(conn, [(pk, doc)])
+        self._delete_index(conn, [pk])
+        self._write_index(conn, _index_rows([(pk, doc)]))
 
-    def _index(self, conn: Connection, pairs: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """Write the type, scope, attribute-leaf and geometry index rows of entities."""
-        type_rows: list[tuple[Any, ...]] = []
-        scope_rows: list[tuple[Any, ...]] = []
-        attr_rows: list[tuple[Any, ...]] = []
-        geo_rows: list[tuple[Any, ...]] = []
-        for pk, doc in pairs:
-            type_rows.extend((pk, t) for t in doc["type"])
-            scope_rows.extend((pk, sc) for sc in doc.get("scope") or [])
-            attr_rows.extend(
-                (pk, r["attr"], r.get("path", ""), r.get("dataset_id"), r["kind"], r.get("num"), r.get("txt"))
-                for r in query.index_rows(doc)
-            )
-            geo_rows.extend(
-                (
-                    pk,
-                    r["attr"],
-                    r.get("dataset_id"),
-                    r["min_x"],
-                    r["min_y"],
-                    r["max_x"],
-                    r["max_y"],
-                    r["geojson"],
-                )
-                for r in geo.geo_rows(doc)
-            )
-        ph = "%s" if self.postgres else "?"
-        for table, cols, rows in (
-            ("entity_types", "entity_pk, type", type_rows),
-            ("entity_scopes", "entity_pk, scope", scope_rows),
-            ("attr_index", "entity_pk, attr, path, dataset_id, kind, num, txt", attr_rows),
-            ("geo_index", "entity_pk, attr, dataset_id, min_x, min_y, max_x, max_y, geojson", geo_rows),
-        ):
-            if not rows:
+    def _delete_index(self, conn: Connection, pks: Sequence[int]) -> None:
+        """Delete the index rows of entities (before their new rows are written)."""
+        if not pks:
+            return
+        for table in _INDEX_TABLES:
+            if self.postgres:
+                conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE entity_pk = ANY(%s)", (list(pks),))
+            else:
+                for chunk in _chunks(pks, 900):
+                    conn.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
+
+    def _write_index(self, conn: Connection, rows: _IndexRows) -> None:
+        """Write type, scope, attribute-leaf and geometry index rows (COPY on PostgreSQL)."""
+        for table, cols, table_rows in rows.tables():
+            if not table_rows:
                 continue
-            marks = ", ".join([ph] * (cols.count(",") + 1))
-            sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
-            for chunk in _chunks(rows, 10000):
+            if self.postgres:
+                copy_rows(conn, table, cols, table_rows)
+                continue
+            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            for chunk in _chunks(table_rows, 10000):
                 conn.exec_driver_sql(sql, chunk)
 
     # --- queries --------------------------------------------------------------------------------
@@ -506,6 +590,60 @@ class TwinStore:
                     info["attributeTypes"].update(i["type"] for i in insts)
                     info["typeNames"].update(doc["type"])
         return out
+
+
+_INDEX_TABLES = (attr_index, entity_types, entity_scopes, geo_index)
+
+
+@dataclass
+class _IndexRows:
+    """Index rows of some entities, per table, as tuples in column order."""
+
+    types: list[tuple[Any, ...]] = field(default_factory=list)
+    scopes: list[tuple[Any, ...]] = field(default_factory=list)
+    attrs: list[tuple[Any, ...]] = field(default_factory=list)
+    geos: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def extend(self, other: _IndexRows) -> None:
+        self.types += other.types
+        self.scopes += other.scopes
+        self.attrs += other.attrs
+        self.geos += other.geos
+
+    def same(self, other: _IndexRows) -> bool:
+        """The same rows in every table (in any order: JSONB does not keep the key order)."""
+        return all(
+            set(a) == set(b) for (_t, _c, a), (_u, _d, b) in zip(self.tables(), other.tables(), strict=True)
+        )
+
+    def tables(self) -> list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
+        return [
+            ("entity_types", ("entity_pk", "type"), self.types),
+            ("entity_scopes", ("entity_pk", "scope"), self.scopes),
+            ("attr_index", ("entity_pk", "attr", "path", "dataset_id", "kind", "num", "txt"), self.attrs),
+            (
+                "geo_index",
+                ("entity_pk", "attr", "dataset_id", "min_x", "min_y", "max_x", "max_y", "geojson"),
+                self.geos,
+            ),
+        ]
+
+
+def _index_rows(pairs: Iterable[tuple[int, dict[str, Any]]]) -> _IndexRows:
+    """The type, scope, attribute-leaf and geometry index rows of entities ``(pk, doc)``."""
+    out = _IndexRows()
+    for pk, doc in pairs:
+        out.types.extend((pk, t) for t in doc["type"])
+        out.scopes.extend((pk, sc) for sc in doc.get("scope") or [])
+        out.attrs.extend(
+            (pk, r["attr"], r["path"], r["dataset_id"], r["kind"], r["num"], r["txt"])
+            for r in query.index_rows(doc)
+        )
+        out.geos.extend(
+            (pk, r["attr"], r["dataset_id"], r["min_x"], r["min_y"], r["max_x"], r["max_y"], r["geojson"])
+            for r in geo.geo_rows(doc)
+        )
+    return out
 
 
 def _chunks(items: Sequence[Any] | list[Any], size: int) -> Iterable[Any]:
