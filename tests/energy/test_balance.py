@@ -1,6 +1,10 @@
-"""Energy balance and KPIs: a hand-computed hour, local days across DST, missing data, bad input."""
+"""Energy balance and KPIs: a hand-computed hour, local days across DST, missing data, bad input,
+and the numpy period aggregation against the reference pandas resampling."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -8,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bright.energy.balance import COMMUNITY_COLUMNS, balance, interval_hours, ratio
-from bright.energy.sharing import EnergyInputError, MeterReadings, share_pro_rata
+from bright.energy.balance import COMMUNITY_COLUMNS, Balance, _balance, balance, interval_hours, ratio
+from bright.energy.sharing import EnergyInputError, MeterReadings, SharingResult, share_pro_rata
 
 # One hour, P produces, A and B consume, pro-rata sharing (kWh per quarter-hour):
 #   t   P inj  A off  B off   shared A  shared B
@@ -182,3 +186,93 @@ def test_aggregation_preserves_totals(n: int, days: int, seed: int) -> None:
         daily.residual_offtake_kwh.to_numpy() + daily.shared_offtake_kwh.to_numpy(),
         daily.offtake_kwh.to_numpy(),
     )
+
+
+FRAMES = (
+    "offtake_kwh",
+    "injection_kwh",
+    "shared_offtake_kwh",
+    "shared_injection_kwh",
+    "residual_offtake_kwh",
+    "residual_injection_kwh",
+    "peak_offtake_kw",
+    "co2_avoided_kg",
+    "community",
+)
+
+
+def _by_resampling(result: SharingResult, **kwargs: Any) -> Balance:
+    args = {"tz": "UTC", "emission_factor_kg_per_kwh": 0.0, "interval_length_h": None, **kwargs}
+    return _balance(result, by_resampling=True, **args)
+
+
+def test_period_without_interval() -> None:
+    # two days of readings four days apart: the days between have no interval (sum 0, peak and
+    # coverage undefined), as pandas resampling has it
+    index = HOUR[:1].append(pd.DatetimeIndex([HOUR[0] + pd.Timedelta(days=4)]))
+    readings = MeterReadings(
+        ("A", "B"), np.array([[0.2, 0.0], [0.4, 0.1]]), np.array([[0.0, 0.3], [0, 0]]), index
+    )
+    result = share_pro_rata(readings)
+    daily = balance(result, freq="D", interval_length_h=0.25)
+    assert len(daily.community) == 5
+    assert daily.community["offtake_kwh"].tolist() == pytest.approx([0.2, 0.0, 0.0, 0.0, 0.5])
+    assert np.isnan(daily.community["peak_offtake_kw"].iloc[2])
+    assert np.isnan(daily.community["coverage"].iloc[2])
+    assert np.isnan(daily.peak_offtake_kw["A"].iloc[1])
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(
+            getattr(daily, name), getattr(_by_resampling(result, freq="D", interval_length_h=0.25), name)
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    intervals=st.integers(1, 700),
+    step=st.sampled_from(["15min", "1h"]),
+    start=st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2025, 12, 31)),
+    freq=st.sampled_from(["h", "D", "W", "MS", "QS", "YS"]),
+    tz=st.sampled_from(["UTC", "Europe/Brussels", "America/New_York"]),
+    missing=st.sampled_from([0.0, 0.01, 0.3]),
+    factor=st.sampled_from(["none", "constant", "series"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fast_path_equals_resampling(
+    n: int,
+    intervals: int,
+    step: str,
+    start: datetime,
+    freq: str,
+    tz: str,
+    missing: float,
+    factor: str,
+    seed: int,
+) -> None:
+    """The numpy aggregation gives the reference (one pandas resample per frame) figures: the same
+    labels and missing periods, the same values to the last bit when nothing is missing (pandas then
+    reduces in the same order), within rounding otherwise (pandas then uses compensated sums)."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range(pd.Timestamp(start).floor(step), periods=intervals, freq=step, tz="UTC")
+    offtake = np.round(rng.gamma(1.0, 0.2, (intervals, n)), 3)
+    injection = np.where(
+        rng.random((intervals, n)) < 0.4, np.round(rng.gamma(1.0, 0.4, (intervals, n)), 3), 0
+    )
+    offtake[rng.random((intervals, n)) < missing] = np.nan
+    readings = MeterReadings(tuple(f"m{i}" for i in range(n)), offtake, injection, index)
+    result = share_pro_rata(readings)
+    ef: float | np.ndarray = {
+        "none": np.nan,
+        "constant": 0.16,
+        "series": np.round(rng.uniform(0.05, 0.3, intervals), 4),
+    }[factor]
+    fast = balance(result, freq=freq, tz=tz, emission_factor_kg_per_kwh=ef)
+    reference = _by_resampling(result, freq=freq, tz=tz, emission_factor_kg_per_kwh=ef)
+    exact = not np.isnan(offtake).any() and factor != "none"
+    assert fast.freq == reference.freq == freq
+    for name in FRAMES:
+        got, want = getattr(fast, name), getattr(reference, name)
+        if exact:
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+        else:
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=1e-12)

@@ -373,6 +373,43 @@ def test_mismatched_ranges_negative_and_off_grid_readings_are_named(demo, node) 
     assert np.isnan(run.result.shared_offtake_kwh[48]).all()
 
 
+def test_readings_place_a_gap_and_check_every_stored_register(demo, node) -> None:
+    """An interval absent from the store is NaN in its row (the others as stored); a register a role
+    does not need is still checked when it has a series; a gap at the first interval is named."""
+    twin, store = node
+    community, _ = demo
+    c = load_community(twin, store, community_id(community))
+    offtake, injection = bright_context().expand("offtake"), bright_context().expand("injection")
+    home = f"urn:ngsi-ld:Meter:{community.key}:home07"
+    t = JUNE[0] + pd.Timedelta(hours=30)
+    store.delete(home, offtake, t, t + QH, tenant="")
+    got, want = readings(c, *JUNE), reference_readings(demo, *JUNE)
+    column = c.member_ids.index(member_id(community, "home07"))
+    row = int((t - JUNE[0]) / QH)
+    assert np.isnan(got.offtake_kwh[row, column])
+    expected = want.offtake_kwh.copy()
+    expected[row, column] = np.nan
+    np.testing.assert_array_equal(got.offtake_kwh, expected)
+    np.testing.assert_array_equal(got.injection_kwh, want.injection_kwh)
+    # the first interval of the period missing in the middle of a series: missing, not uncovered
+    store.delete(home, offtake, JUNE[0], JUNE[0] + QH, tenant="")
+    first = readings(c, *JUNE)
+    assert np.isnan(first.offtake_kwh[0, column]) and not np.isnan(first.offtake_kwh[0, column - 1])
+    # a period starting before the series does is named
+    with pytest.raises(
+        CommunityInputError, match=r"member .* offtake readings start at .* after the requested start"
+    ):
+        readings(c, DATA_START - QH, JUNE[1])
+    # a consumer's injection series that stops early is checked like any stored register
+    bakery = f"urn:ngsi-ld:Meter:{community.key}:bakery"
+    store.delete(bakery, injection, JUNE[1] - pd.Timedelta(days=1), tenant="")
+    with pytest.raises(
+        CommunityInputError,
+        match=rf"member {member_id(community, 'bakery')} \(meter {bakery}\): injection readings end at",
+    ):
+        readings(c, *JUNE)
+
+
 def test_consumer_without_injection_series_reads_zero_but_prosumer_is_rejected(demo, node) -> None:
     twin, store = node
     community, _ = demo

@@ -428,10 +428,10 @@ def load_community(
     """
     check_entity_id(community_id)
     step = _resolution(resolution)
-    if not twin.store.tenant_exists(tenant):
-        raise ResourceNotFound(f"tenant {tenant!r} not found")
     doc = twin.store.get(tenant, community_id)
-    if doc is None:
+    if doc is None:  # a tenant exists while it has an entity: asked only on a miss (one query less)
+        if not twin.store.tenant_exists(tenant):
+            raise ResourceNotFound(f"tenant {tenant!r} not found")
         raise ResourceNotFound(f"community {community_id} not found")
     if _iri("EnergyCommunity") not in doc.get("type", []):
         raise ResourceNotFound(f"entity {community_id} is not an EnergyCommunity")
@@ -833,31 +833,77 @@ def readings(community: Community, start: Any = None, end: Any = None) -> MeterR
     hi = None if end is None else _aligned(_timestamp(end, "end"), step, "end")
     if lo is not None and hi is not None and hi <= lo:
         raise CommunityInputError(f"end {hi.isoformat()} must be after start {lo.isoformat()}")
-    lo, hi = _span(community, lo, hi)
+    bounded = lo is not None and hi is not None
+    if lo is None or hi is None:
+        lo, hi = _span(community, lo, hi)
+    terms = ("offtake", "injection")
+    raws = {
+        term: community.series.read(list(community.meter_ids), _iri(term), lo, hi, tenant=community.tenant)
+        for term in terms
+    }
+    if bounded and not _covers(community, raws, lo, hi):
+        _span(community, lo, hi)  # the catalogue names the member whose readings do not cover the period
     grid = pd.date_range(lo, hi, freq=step, inclusive="left", name="time")
-    frames = {}
-    for term in ("offtake", "injection"):
+    grid_us = np.asarray(grid.as_unit("us").asi8, dtype=np.int64)
+    step_us = step // pd.Timedelta(microseconds=1)
+    values: dict[str, np.ndarray] = {}
+    for term in terms:
         attribute = _iri(term)
-        raw = community.series.read(list(community.meter_ids), attribute, lo, hi, tenant=community.tenant)
-        extra = raw.index.difference(grid)
-        if len(extra):
-            column = raw.loc[extra].notna().any(axis=0)
-            meter = column.index[column.to_numpy()][0] if column.any() else raw.columns[0]
-            raise CommunityInputError(
-                f"meter {meter}: {term} reading at {extra[0].isoformat()} is off the {step} grid of "
-                f"community {community.id}; aggregate it to {step} first"
-            )
-        frame = raw.reindex(grid)
-        frame.columns = pd.Index(community.member_ids)
+        raw = raws[term]
+        times = pd.DatetimeIndex(raw.index)
+        t_us = np.asarray(times.as_unit("us").asi8, dtype=np.int64)
+        if t_us.size == grid_us.size and np.array_equal(t_us, grid_us):
+            array = raw.to_numpy(dtype=np.float64, copy=True)  # the usual case: every interval stored
+        else:
+            off = ((t_us - grid_us[0]) % step_us != 0) | (t_us < grid_us[0]) | (t_us > grid_us[-1])
+            if off.any():
+                extra = times[off]
+                column = raw.loc[extra].notna().any(axis=0)
+                meter = column.index[column.to_numpy()][0] if column.any() else raw.columns[0]
+                raise CommunityInputError(
+                    f"meter {meter}: {term} reading at {extra[0].isoformat()} is off the {step} grid of "
+                    f"community {community.id}; aggregate it to {step} first"
+                )
+            array = np.full((grid_us.size, raw.shape[1]), np.nan)
+            array[(t_us - grid_us[0]) // step_us] = raw.to_numpy(dtype=np.float64)
         present = {k for k, v in raw.attrs.get("kinds", {}).items() if v is not None}
-        for m in community.members:
+        for j, m in enumerate(community.members):
             if m.meter_id not in present and _optional_register(m, attribute):
-                frame[m.id] = 0.0
-        frames[term] = frame
+                array[:, j] = 0.0
+        values[term] = array
     try:
-        return MeterReadings.from_frames(frames["offtake"], frames["injection"])
+        return MeterReadings(community.member_ids, values["offtake"], values["injection"], grid)
     except EnergyInputError as exc:
         raise CommunityInputError(f"readings of community {community.id}: {exc}") from None
+
+
+def _covers(
+    community: Community, raws: Mapping[str, pd.DataFrame], lo: pd.Timestamp, hi: pd.Timestamp
+) -> bool:
+    """True when the frames read show that :func:`_span` would accept ``[lo, hi)`` (no catalogue query).
+
+    Every register with a series has a value at ``lo`` and at the last interval before ``hi``,
+    and every register a member's role requires has a series; otherwise False (the caller then asks
+    the catalogue, which names the culprit).
+    """
+    last = hi - community.resolution
+    checked = 0
+    for term, raw in raws.items():
+        attribute = _iri(term)
+        if raw.empty or raw.index[0] != lo or raw.index[-1] != last:
+            return False
+        kinds = raw.attrs.get("kinds", {})
+        table = raw.to_numpy(dtype=np.float64)
+        ends = np.isnan(table[0]) | np.isnan(table[-1])
+        for j, m in enumerate(community.members):
+            if kinds.get(m.meter_id) is None:
+                if _optional_register(m, attribute):
+                    continue
+                return False
+            if ends[j]:
+                return False
+            checked += 1
+    return checked > 0
 
 
 def _timestamp(value: Any, what: str) -> pd.Timestamp:
