@@ -1087,7 +1087,16 @@ class CachedStaticFiles(StaticFiles):
 
 #: Page modules of the dashboard mounted by :func:`install` (each has a ``router``); the optional ones
 #: are mounted when they are installed (written by other parts of the project).
-PAGE_MODULES = ("analysis", "sharing_key", "questionnaire", "ledger", "network_pages", "mobility")
+PAGE_MODULES = (
+    "analysis",
+    "sharing_key",
+    "questionnaire",
+    "ledger",
+    "network_pages",
+    "mobility",
+    "admin_pages",
+    "catalogue_pages",
+)
 OPTIONAL_PAGE_MODULES = ("onboarding", "offers")
 
 
