@@ -35,8 +35,10 @@ $(ANVIL):
 test: install system tools
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# The Brussels demo network: six community nodes + the city node, dashboard on http://127.0.0.1:8000/demo
+# (DEMO_ARGS="--mqtt mqtt://127.0.0.1:1883" sends the last days through the broker; "--single": one node).
 demo: install
-	$(BIN)/bright demo
+	$(BIN)/bright demo $(DEMO_ARGS)
 
 serve: install
 	$(BIN)/bright serve

@@ -36,13 +36,22 @@ def serve(
     mqtt: Annotated[
         str | None, typer.Option(help="Ingest SenML readings from this broker (env BRIGHT_MQTT_URL)")
     ] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            envvar="BRIGHT_ROLE",
+            help="community: a community's node; network: the city node aggregating its communities",
+        ),
+    ] = "community",
 ) -> None:
     """Run the node: NGSI-LD API, REST API and dashboard over HTTP."""
     import uvicorn
 
     from bright.api.app import create_app
 
-    settings = Settings.from_env(database_url=database, mqtt_url=mqtt)
+    if role not in ("community", "network"):
+        raise typer.BadParameter(f"unknown role {role!r}; use community or network", param_hint="--role")
+    settings = Settings.from_env(database_url=database, mqtt_url=mqtt, extra={"role": role})
     console.print(f"BRIGHT node on http://{host}:{port}  (database {settings.database_url})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
@@ -216,21 +225,64 @@ def _demo_tomorrow(engine: Any, service: Any, community_id: str) -> None:
 
 @app.command()
 def demo(
-    database: Annotated[str, typer.Option("--database", "-d", help="Database of the demo node")] = (
-        "sqlite:///demo/bright-demo.db"
-    ),
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="Database of the single demo node (implies --single; default sqlite:///demo/bright-demo.db)",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to serve on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the dashboard and APIs")] = 8000,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the node when built")] = True,
     municipality: Annotated[str, typer.Option(help="Brussels municipality of the demo school")] = "Ixelles",
+    single: Annotated[
+        bool, typer.Option("--single", help="Only the single demo community (one node on --database)")
+    ] = False,
+    mqtt: Annotated[
+        str | None, typer.Option(help="Network demo: the last days of metering go through this MQTT broker")
+    ] = None,
+    directory: Annotated[
+        Path, typer.Option(help="Network demo: directory of the nodes' databases and logs")
+    ] = Path("demo-network"),
+    schools: Annotated[int, typer.Option(help="Network demo: communities around real schools")] = 3,
+    days: Annotated[
+        int | None, typer.Option(help="Network demo: metered days (default: all of 2016)")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Network demo: processes building communities")] = 2,
 ) -> None:
-    """Build the demo community twin from real data, print its summary, then serve it."""
+    """Build the Brussels demo network (six community nodes and the city node) from real data, print its
+    summary, then serve it (``--single``: one demo community twin on one node)."""
+    if not single and database is None:
+        from bright.network.demo_nodes import DemoOptions, run_demo
+
+        options = DemoOptions(
+            directory=directory,
+            host=host,
+            city_port=port,
+            first_port=port + 1,
+            schools=schools,
+            days=days,
+            mqtt_url=mqtt,
+            workers=workers,
+            serve=serve_after,
+        )
+        try:
+            run_demo(options, console=console)
+        except KeyboardInterrupt:
+            console.print("stopped: every node process ended")
+        except RuntimeError as exc:  # a busy port, a node that did not start: said plainly
+            console.print(f"[red]demo network: {exc}[/red]")
+            raise typer.Exit(code=1) from None
+        return
     from rich.table import Table
 
     from bright.services.demo import build_demo_community
     from bright.twin.db import make_engine
     from bright.twin.service import TwinService
 
+    database = database or "sqlite:///demo/bright-demo.db"
     if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
         path = Path(database.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
@@ -263,6 +315,12 @@ def demo(
     cid = community.entities[0]["id"]
     _demo_year(engine, service, community_id=cid)
     _demo_tomorrow(engine, service, community_id=cid)
+    from bright.commands.scenario import print_demo_scenario  # the 2030 mobility comparison (issue 12)
+
+    print_demo_scenario(service, cid, 2030)
+    from bright.commands.offers import print_demo_offers  # service offers, one member's bundles (issue 15)
+
+    print_demo_offers(service, cid, f"urn:ngsi-ld:EnergyProsumer:{community.key}:home01")
     from bright.web.users import add_demo_users
 
     add_demo_users(engine, cid, f"urn:ngsi-ld:EnergyProsumer:{community.key}:home01")
@@ -298,10 +356,13 @@ def demo(
         serve(host=host, port=port, database=database, workers=1, mqtt=None)
 
 
+from bright.commands.access import audit as audit_command  # noqa: E402
+from bright.commands.access import peers_app, token_app  # noqa: E402
 from bright.commands.engagement import engagement_app  # noqa: E402
 from bright.commands.forecast import backtest as backtest_command  # noqa: E402
 from bright.commands.forecast import forecast as forecast_command  # noqa: E402
 from bright.commands.ledger import ledger_app  # noqa: E402
+from bright.commands.scenario import scenario_app  # noqa: E402
 from bright.commands.schedule import schedule as schedule_command  # noqa: E402
 from bright.commands.share import share  # noqa: E402
 from bright.edge.cli import edge_app  # noqa: E402
@@ -313,6 +374,15 @@ app.command("schedule")(schedule_command)
 app.add_typer(edge_app, name="edge")
 app.add_typer(engagement_app, name="engagement")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(token_app, name="token")
+app.add_typer(peers_app, name="peers")
+app.command("audit")(audit_command)
+app.add_typer(scenario_app, name="scenario")
+app.add_typer(__import__("bright.commands.offers", fromlist=["x"]).offers_app, name="offers")  # issue 15
+app.add_typer(__import__("bright.commands.offers", fromlist=["x"]).bundle_app, name="bundle")  # issue 15
+app.add_typer(
+    __import__("bright.commands.tenants", fromlist=["hosting_app"]).hosting_app
+)  # tenants, backup, restore
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -52,7 +52,7 @@ def test_import_upserts_and_reports_rejects(tmp_path: Path) -> None:
 
 def test_demo_builds_a_valid_community(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    res = runner.invoke(app, ["demo", "--no-serve", "--database", db])
+    res = runner.invoke(app, ["demo", "--single", "--no-serve", "--database", db])
     assert res.exit_code == 0, res.output
     svc = TwinService(make_engine(db))
     ctx = svc.resolve_context("https://w3id.org/bright/context.jsonld")
@@ -116,3 +116,18 @@ def test_import_the_simbench_file_with_a_column_map(tmp_path: Path) -> None:
 
     s = SeriesStore(make_engine(db)).history("urn:ngsi-ld:Meter:h0a", bright_context().expand("offtake"))
     assert len(s) == 35_136 and s.index.is_unique  # 92 + 100 quarter-hours on the DST days
+
+
+def test_demo_network_refuses_a_busy_port_before_building(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = runner.invoke(
+            app, ["demo", "--no-serve", "--directory", str(tmp_path / "net"), "--port", str(port)]
+        )
+    assert res.exit_code == 1
+    assert f"port(s) {port}" in res.output and "in use" in res.output
+    assert not list((tmp_path / "net").glob("*.db"))  # nothing was built

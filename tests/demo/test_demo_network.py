@@ -188,6 +188,9 @@ def test_reduced_demo_network_end_to_end(tmp_path: Path) -> None:
             page = client.get(f"{city.url}/demo").text
             for node in nodes:
                 assert node.url in page
+            # ... and it is what http://127.0.0.1:8000/ opens.
+            home = client.get(f"{city.url}/", follow_redirects=False)
+            assert home.status_code == 307 and home.headers["location"] == "/demo"
         _screenshots(city.url, nodes[0].url, result.plans[0].community_id)
         # Discovery ranks the two other communities for the school's.
         like = result.network["discovery"].figures["like"]

@@ -87,6 +87,15 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     network_api.install(app)
     engagement_api.install(app)
     ledger_api.install(app)
+    from bright.api import mobility as mobility_api  # mobility scenarios (issue 12)
+
+    mobility_api.install(app)
+    from bright.api import onboarding as onboarding_api  # creation, members, tenant quotas
+
+    onboarding_api.install(app)
+    from bright.api import offers as offers_api  # B-BRIGHT service offers and bundles (issue 15)
+
+    offers_api.install(app)
     if settings.mqtt_url:
         _start_mqtt_ingest(app, settings.mqtt_url)
 
@@ -121,10 +130,19 @@ def create_app(settings: Settings | None = None, *, service: TwinService | None 
     # Subscriptions, context source registrations and distributed operations (a middleware in
     # front of the entity API that only acts when registrations cover a request).
     install_network_layer(app, service)
+    # The city twin: aggregate of the registered communities (refreshed on a --role network node).
+    from bright.api import city as city_api
+
+    city_api.install(app)
 
     @app.get("/health", tags=["node"])
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
+
+    # Access control last: its middleware is the outermost and covers every route (docs/access.md).
+    from bright.api.auth import install as install_access
+
+    install_access(app)
 
     return app
 

@@ -844,7 +844,7 @@ class Distributor:
             return Response(
                 content=local.body, status_code=local.status, headers=_plain_headers(local.headers)
             )
-        errors = []
+        errors: list[dict[str, Any]] = []
         if local is not None and not local.ok:
             err = local.json()
             errors.append(

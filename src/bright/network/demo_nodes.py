@@ -1314,6 +1314,15 @@ def serve_node(host: str, port: int, database: str, role: str) -> None:
         # The module's annotations are strings (PEP 563): give FastAPI the classes themselves.
         demo_page.__annotations__ = {"request": Request, "return": HTMLResponse}
         app.get("/demo", response_class=HTMLResponse, include_in_schema=False)(demo_page)
+        # http://127.0.0.1:8000/ opens the network dashboard: the first route wins, so put the
+        # redirect before the node's own home page (still reachable as /communities/...).
+        from fastapi.responses import RedirectResponse
+        from fastapi.routing import APIRoute
+
+        def to_network_page() -> RedirectResponse:
+            return RedirectResponse("/demo", status_code=307)
+
+        app.router.routes.insert(0, APIRoute("/", to_network_page, methods=["GET"], include_in_schema=False))
 
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

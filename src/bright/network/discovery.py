@@ -39,11 +39,13 @@ twin and rebuilds both indexes lazily after a committed change of one of them.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import math
 import os
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -92,6 +94,9 @@ __all__ = [
     "Filters",
     "Match",
     "NetworkDirectory",
+    "NetworkView",
+    "NodeRef",
+    "RemoteSnapshot",
     "SentenceEncoder",
     "TextEncoder",
     "TfidfEncoder",
@@ -959,6 +964,89 @@ _WATCHED = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class NodeRef:
+    """Where a card or a knowledge item lives: this node (``local``) or a registered node.
+
+    Attributes
+    ----------
+    node
+        The node's name (its registration's ``registrationName``), ``local`` for this node.
+    endpoint
+        Its base URL, None for this node.
+    registration
+        The context source registration it was found through (timeouts, tenant), None here.
+    """
+
+    node: str
+    endpoint: str | None = None
+    registration: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "endpoint": self.endpoint}
+
+
+LOCAL_NODE = NodeRef("local")
+
+
+@dataclass
+class RemoteSnapshot:
+    """Cards and knowledge read from the registered nodes at one moment.
+
+    Attributes
+    ----------
+    cards, items
+        What the nodes answered (entities whose id this node also holds are left out: local wins).
+    where
+        Card or item id -> the node it came from.
+    unanswered
+        The nodes that did not answer (``node``, ``endpoint``, ``error``).
+    warnings
+        One ``NGSILD-Warning`` value per node that did not answer.
+    fetched_at
+        ``time.monotonic()`` of the fetch.
+    generation
+        Increases with every fetch (the combined indexes are rebuilt when it changes).
+    """
+
+    cards: list[CommunityCard]
+    items: list[Item]
+    where: dict[str, NodeRef]
+    unanswered: list[dict[str, Any]]
+    warnings: list[str]
+    fetched_at: float
+    generation: int
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """The cards and knowledge a search sees: this node's, plus the registered nodes' when asked.
+
+    Attributes
+    ----------
+    index, knowledge
+        Discovery and full-text indexes over all of them.
+    cards
+        Every card (this node's first).
+    where
+        Card or item id -> its node (absent: this node).
+    unanswered, warnings
+        Nodes that did not answer the last fetch.
+    """
+
+    index: DiscoveryIndex
+    knowledge: KnowledgeIndex
+    cards: list[CommunityCard]
+    items: list[Item]
+    where: Mapping[str, NodeRef] = field(default_factory=dict)
+    unanswered: Sequence[Mapping[str, Any]] = ()
+    warnings: Sequence[str] = ()
+
+    def node_of(self, some_id: str) -> NodeRef:
+        """The node holding a card or an item (``local`` when it is this node's)."""
+        return self.where.get(some_id, LOCAL_NODE)
+
+
 @dataclass
 class _TenantCache:
     version: int = 0
@@ -995,6 +1083,9 @@ class NetworkDirectory:
         self._choice: EncoderChoice | None = None
         self._lock = threading.RLock()
         self._tenants: dict[str, _TenantCache] = {}
+        self._remote: dict[str, RemoteSnapshot] = {}
+        self._combined: dict[str, tuple[tuple[int, int], NetworkView]] = {}
+        self._generation = 0
         twin.store.listeners.append(self._on_event)
 
     def close(self) -> None:
@@ -1179,6 +1270,214 @@ class NetworkDirectory:
         card = card_from_twin(docs, card_id, base=base)
         self.publish_card(card, tenant)
         return card
+
+    # --- the network: cards and knowledge of the registered nodes -----------------------------
+    async def gather(self, federation: Any, tenant: str = "", *, max_age_s: float = 30.0) -> RemoteSnapshot:
+        """Read the open cards and knowledge of every node registered at this one (cached).
+
+        Each registered node is asked, in parallel and under its registration's timeout, for its
+        ``EnergyCommunity`` entities restricted to the card's public attributes, and for its
+        ``Practice``, ``Initiative`` and ``CommunityDocument`` entities (open by construction).
+        A node that does not answer is listed, never fatal. The snapshot is reused for
+        ``max_age_s`` seconds.
+
+        Parameters
+        ----------
+        federation
+            This node's :class:`~bright.network.federation.Federation`.
+        tenant
+            The tenant whose registrations are followed.
+        max_age_s
+            Seconds a snapshot stays fresh (0: fetch now).
+        """
+        from bright.network.federation import query_sources
+        from bright.twin.context import BRIGHT_CONTEXT_URL
+
+        snap = self._remote.get(tenant)
+        if snap is not None and time.monotonic() - snap.fetched_at < max_age_s:
+            return snap
+        card_attrs = sorted(self.ctx.compact(i) for i in PUBLIC_ATTRIBUTES)
+        knowledge_types = {
+            "Practice": KIND_TYPES["practice"],
+            "Initiative": KIND_TYPES["initiative"],
+            "CommunityDocument": KIND_TYPES["document"],
+        }
+        answers = await asyncio.gather(
+            query_sources(
+                federation,
+                tenant,
+                {"EnergyCommunity": TYPE_IRI["EnergyCommunity"]},
+                context_url=BRIGHT_CONTEXT_URL,
+                attrs=card_attrs,
+            ),
+            query_sources(federation, tenant, knowledge_types, context_url=BRIGHT_CONTEXT_URL),
+        )
+        local = await asyncio.to_thread(self._cache, tenant)
+        local_ids = {c.id for c in local.cards} | {i.id for i in local.items}
+        cards: list[CommunityCard] = []
+        items: list[Item] = []
+        where: dict[str, NodeRef] = {}
+        failed: dict[str, dict[str, Any]] = {}
+        warnings: list[str] = []
+        for n, per_node in enumerate(answers):
+            for src in per_node:
+                reg = src.registration
+                if not src.ok:
+                    if reg.endpoint not in failed:
+                        failed[reg.endpoint] = {
+                            "node": src.node,
+                            "endpoint": reg.endpoint,
+                            "error": src.error,
+                        }
+                        warnings.append(src.warning())
+                    continue
+                ref = NodeRef(src.node, reg.endpoint, reg)
+                for entity in src.entities:
+                    eid = str(entity.get("id"))
+                    if eid in local_ids or eid in where:
+                        continue
+                    try:
+                        if n == 0:
+                            cards.append(card_from_entity(entity))
+                        else:
+                            items.append(item_from_entity(entity))
+                    except (CardError, KnowledgeError) as exc:
+                        log.info("entity %s of node %s not usable: %s", eid, src.node, exc.detail)
+                        continue
+                    where[eid] = ref
+        with self._lock:
+            self._generation += 1
+            snap = RemoteSnapshot(
+                cards, items, where, list(failed.values()), warnings, time.monotonic(), self._generation
+            )
+            self._remote[tenant] = snap
+        return snap
+
+    def forget_network(self, tenant: str | None = None) -> None:
+        """Drop the snapshot of the network (of one tenant, or all): the next read fetches anew."""
+        with self._lock:
+            if tenant is None:
+                self._remote.clear()
+            else:
+                self._remote.pop(tenant, None)
+
+    def network_view(self, tenant: str = "") -> NetworkView:
+        """This node's cards and knowledge plus those of the last :meth:`gather` (indexes cached)."""
+        local = self._cache(tenant)
+        assert local.discovery is not None and local.knowledge is not None
+        snap = self._remote.get(tenant)
+        if snap is None:
+            return NetworkView(local.discovery, local.knowledge, list(local.cards), list(local.items))
+        key = (local.built_version, snap.generation)
+        with self._lock:
+            hit = self._combined.get(tenant)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            if not snap.cards and not snap.items:
+                view = NetworkView(
+                    local.discovery,
+                    local.knowledge,
+                    list(local.cards),
+                    list(local.items),
+                    unanswered=snap.unanswered,
+                    warnings=snap.warnings,
+                )
+            else:
+                cards = [*local.cards, *snap.cards]
+                items = [*local.items, *snap.items]
+                assert self._choice is not None
+                view = NetworkView(
+                    DiscoveryIndex(cards, community_texts(items), encoder=self._choice),
+                    KnowledgeIndex.build(items),
+                    cards,
+                    items,
+                    dict(snap.where),
+                    snap.unanswered,
+                    snap.warnings,
+                )
+            self._combined[tenant] = (key, view)
+            return view
+
+    def locate(self, some_id: str, tenant: str = "") -> NodeRef | None:
+        """The node holding a card or item: ``local``, a registered node (last gather), or None."""
+        if any(c.id == some_id for c in self._cache(tenant).cards):
+            return LOCAL_NODE
+        snap = self._remote.get(tenant)
+        return snap.where.get(some_id) if snap is not None else None
+
+    async def forward_question(
+        self,
+        question: Question,
+        node: NodeRef,
+        *,
+        node_id: str,
+        via: str | None = None,
+        timeout_s: float = 5.0,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ) -> tuple[int | None, Any, str | None, str]:
+        """Deliver a question to another node (``POST <endpoint>/api/network/questions``).
+
+        The receiving node stores it if the asked community is its own, or passes it on (a
+        community node asks its parent, a city the community's node). The request is signed with
+        this node's key (RFC 9421) when it has one, carries ``Via`` with ``node_id`` (loops end
+        with 508) and the question's id: a retry after a lost answer is refused by the receiver as
+        already delivered (409), which counts as delivered. A timeout, a refused connection or a
+        5xx is retried ``retries`` times after ``backoff_s``, then ``2 × backoff_s`` seconds.
+
+        Returns
+        -------
+        (status, body, error, delivered_to)
+            The receiver's last HTTP status and JSON body (or None and why it never answered), and
+            the node that stored it (its ``BRIGHT-Delivered-To``, else the receiver's name).
+        """
+        import httpx
+
+        from bright.network.federation import forwarded_via
+        from bright.network.signing import async_request_hooks
+
+        assert node.endpoint is not None
+        body: dict[str, Any] = {
+            "to": question.to_community,
+            "subject": question.subject,
+            "text": question.text,
+            "lang": question.lang,
+            "reply_to": question.reply_to.model_dump(exclude_none=True),
+            "id": question.id,
+            "sent_at": question.sent_at,
+        }
+        if question.from_community:
+            body["from"] = question.from_community
+        if question.about:
+            body["about"] = question.about
+        headers = {"Accept": "application/json", "Via": forwarded_via(via, node_id)}
+        if node.registration is not None and node.registration.doc.get("tenant"):
+            headers["NGSILD-Tenant"] = str(node.registration.doc["tenant"])
+        url = f"{node.endpoint}/api/network/questions"
+        status: int | None = None
+        answer: Any = None
+        error: str | None = None
+        delivered_to = node.node
+        async with httpx.AsyncClient(event_hooks=async_request_hooks(self.twin)) as client:
+            for attempt in range(retries + 1):
+                try:
+                    r = await client.post(url, json=body, headers=headers, timeout=timeout_s)
+                except httpx.HTTPError as exc:
+                    status, answer, error = None, None, f"{type(exc).__name__}: {exc}".rstrip(": ")
+                else:
+                    status, error = r.status_code, None
+                    delivered_to = r.headers.get("BRIGHT-Delivered-To", node.node)
+                    try:
+                        answer = r.json()
+                    except ValueError:
+                        answer = r.text
+                    if status == 409 and attempt > 0:
+                        return 201, question.to_entity(), None, delivered_to  # an earlier attempt got through
+                    if status < 500:
+                        return status, answer, None, delivered_to
+                if attempt < retries:
+                    await asyncio.sleep(backoff_s * 2**attempt)
+        return status, answer, error, delivered_to
 
     def deliver_question(self, question: Question, tenant: str = "") -> dict[str, Any]:
         """Store a question addressed to a community of this node; returns the stored entity.

@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote
 import httpx
 
 from bright.network.registrations import Registration, RegistrationManager
+from bright.network.signing import async_request_hooks
 from bright.twin.entities import format_datetime
 
 log = logging.getLogger("bright.network.federation")
@@ -382,7 +383,8 @@ class Federation:
     async def start(self) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+                event_hooks=async_request_hooks(self.service),  # signed (RFC 9421) when a key is attached
             )
         if self.parent is not None:
             await self.parent.start()
@@ -432,7 +434,7 @@ class Federation:
         client = self._client
         own = client is None
         if client is None:
-            client = httpx.AsyncClient()
+            client = httpx.AsyncClient(event_hooks=async_request_hooks(self.service))
         try:
             return list(await asyncio.gather(*(self._one(client, f) for f in forwards)))
         finally:
@@ -467,6 +469,141 @@ class Federation:
             except ValueError:
                 body = r.text
         return ForwardResult(fwd, r.status_code, body, dict(r.headers), elapsed_s=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading open entities from every registered node
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceEntities:
+    """What one registered node answered to a query of open entities (or why it did not).
+
+    Attributes
+    ----------
+    registration
+        The registration the node was found through.
+    entities
+        Normalized entities it returned (compacted with the requested @context).
+    error
+        Why it did not answer (timeout, refused connection, HTTP status), None when it did.
+    elapsed_s
+        Time spent on this node, in seconds (all pages).
+    """
+
+    registration: Registration
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def node(self) -> str:
+        """The node's name: its registration's ``registrationName``, else the registration id."""
+        return str(self.registration.doc.get("registrationName") or self.registration.id)
+
+    def warning(self) -> str:
+        """An ``NGSILD-Warning`` value naming the node that did not answer."""
+        reg = self.registration
+        return f'199 - "context source {reg.endpoint} (registration {reg.id}) did not answer: {self.error}"'
+
+
+def context_link(url: str) -> str:
+    """A ``Link`` header value carrying a JSON-LD @context URL (clause 6.3.5)."""
+    return f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+async def query_sources(
+    fed: Federation,
+    tenant: str,
+    types: Mapping[str, str],
+    *,
+    context_url: str,
+    attrs: Sequence[str] = (),
+    q: str | None = None,
+    page: int = 1000,
+    max_pages: int = 50,
+) -> list[SourceEntities]:
+    """Ask every node registered for some types for its entities of those types, in parallel.
+
+    One node per endpoint (and tenant) is asked, once, even if it has several registrations or
+    is registered for several of the types. Each node gets its registration's timeout per page;
+    pages of ``page`` entities are fetched until a page comes back short (at most
+    ``max_pages``). The request carries ``Via`` with this node's id (a node that forwards it
+    back here is refused: no loop) and the @context in a ``Link`` header, so the answer comes
+    compacted with that @context.
+
+    Parameters
+    ----------
+    fed
+        This node's federation (its registrations, client and timeouts).
+    tenant
+        Tenant whose registrations are used.
+    types
+        The entity types: term of ``context_url`` -> IRI (the IRIs match registrations).
+    context_url
+        The @context of the query and of the answer (e.g. the BRIGHT context every node bundles).
+    attrs
+        Only these attributes (terms of ``context_url``) are asked for; all when empty.
+    q
+        An NGSI-LD ``q`` filter (terms of ``context_url``).
+
+    Returns
+    -------
+    list of SourceEntities
+        One per node, in registration order; failed nodes carry ``error`` and no entities.
+    """
+    seen: set[tuple[str, str]] = set()
+    regs: list[Registration] = []
+    for reg, _op in fed.targets(tenant, "queryEntity", types=list(types.values())):
+        key = (reg.endpoint, str(reg.doc.get("tenant") or ""))
+        if key not in seen:
+            seen.add(key)
+            regs.append(reg)
+    if not regs:
+        return []
+    params: list[tuple[str, str]] = [("type", ",".join(types)), ("limit", str(page))]
+    if attrs:
+        params.append(("attrs", ",".join(attrs)))
+    if q:
+        params.append(("q", q))
+
+    def forward(reg: Registration, offset: int) -> Forward:
+        headers = {
+            "Accept": "application/json",
+            "Link": context_link(context_url),
+            "Via": forwarded_via(None, fed.node_id),
+        }
+        if reg.doc.get("tenant"):
+            headers["NGSILD-Tenant"] = str(reg.doc["tenant"])
+        query = "&".join(
+            f"{k}={quote(v, safe=_SAFE_IN_QUERY)}" for k, v in [*params, ("offset", str(offset))]
+        )
+        return Forward(reg, "GET", f"{reg.endpoint}{NGSILD}/entities?{query}", headers)
+
+    async def one(reg: Registration) -> SourceEntities:
+        out = SourceEntities(reg)
+        offset = 0
+        for _ in range(max_pages):
+            (res,) = await fed.send([forward(reg, offset)])
+            out.elapsed_s += res.elapsed_s
+            if not res.ok or not isinstance(res.body, list):
+                out.entities = []
+                out.error = res.error or (
+                    f"HTTP {res.status}" if not res.ok else "the answer is not a list of entities"
+                )
+                return out
+            out.entities += [e for e in res.body if isinstance(e, dict) and "id" in e]
+            offset += len(res.body)
+            if len(res.body) < page:
+                break
+        return out
+
+    return list(await asyncio.gather(*(one(r) for r in regs)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -558,7 +695,7 @@ class ParentRegistration:
             log.info("could not unregister from parent %s: %s", self.config.parent_url, exc)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(event_hooks=async_request_hooks(self.service)) as client:
             while not self._stop.is_set():
                 ok = await self.refresh(client)
                 # Retry soon after a failure (parent restarting, no entity yet), else every refresh_s.
@@ -588,7 +725,9 @@ __all__ = [
     "Forward",
     "ForwardResult",
     "ParentRegistration",
+    "SourceEntities",
     "build_query",
+    "context_link",
     "forward_path",
     "forward_query",
     "forwarded_via",
@@ -596,5 +735,6 @@ __all__ = [
     "merge_entities",
     "merge_results",
     "query_items",
+    "query_sources",
     "via_names",
 ]

@@ -699,7 +699,13 @@ class Registration:
 
     @property
     def endpoint(self) -> str:
-        return str(self.stored.doc["endpoint"]).rstrip("/")
+        """The source's base URL, without a trailing ``/`` or ``/ngsi-ld/v1``.
+
+        Requests append ``/ngsi-ld/v1/...``; some clients (the ETSI IOP tests among them)
+        register a broker's API root ``http://host/ngsi-ld/v1`` instead of its base URL.
+        """
+        ep = str(self.stored.doc["endpoint"]).rstrip("/")
+        return ep[: -len("/ngsi-ld/v1")] if ep.endswith("/ngsi-ld/v1") else ep
 
     @property
     def timeout_s(self) -> float | None:

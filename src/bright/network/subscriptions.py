@@ -53,6 +53,7 @@ from sqlalchemy import (
     update,
 )
 
+from bright.network.signing import request_hooks
 from bright.twin import geo, migrations, query
 from bright.twin.context import CORE_CONTEXT_URL, ActiveContext
 from bright.twin.entities import (
@@ -1328,7 +1329,9 @@ class Delivery:
         if self._running:
             return
         self._running = True
-        self._http = httpx.Client(timeout=self.timeout_s, follow_redirects=False)
+        self._http = httpx.Client(
+            timeout=self.timeout_s, follow_redirects=False, event_hooks=request_hooks(self)
+        )
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bright-notify")
         self._thread = threading.Thread(target=self._loop, name="bright-notifications", daemon=True)
         self._thread.start()
@@ -1481,7 +1484,7 @@ class Delivery:
             self.mqtt.publish(uri, json.dumps(message).encode(), ep.get("notifierInfo") or [])
             return
         timeout = float(ep["timeout"]) / 1000.0 if ep.get("timeout") else self.timeout_s
-        client = self._http or httpx.Client(timeout=self.timeout_s)
+        client = self._http or httpx.Client(timeout=self.timeout_s, event_hooks=request_hooks(self))
         try:
             r = client.post(
                 uri,
