@@ -659,7 +659,12 @@ def install(app: Any, service: TwinService) -> None:
                 store.delete_entity(ev.tenant, ev.entity_id)  # the history goes with the entity
                 continue
             after = ev.after or {}
-            before = (ev.before or {}).get("attrs", {})
+            if ev.before is None:  # a new entity: every instance is new history
+                created = {iri: insts for iri, insts in after.get("attrs", {}).items() if insts}
+                if created:
+                    by_tenant.setdefault(ev.tenant, []).append((ev.entity_id, created))
+                continue
+            before = ev.before.get("attrs", {})
             fresh: dict[str, list[dict[str, Any]]] = {}
             for iri, insts in after.get("attrs", {}).items():
                 # An instance is new history when its content changed (system times aside).

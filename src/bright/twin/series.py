@@ -607,6 +607,16 @@ def _decode(
 def _encode(t: np.ndarray, v: np.ndarray, now: int) -> dict[str, Any]:
     """The column values of a chunk holding sorted unique instants ``t`` (µs) and values ``v``."""
     n = int(t.size)
+    if n == 1:
+        # One instant (a reading recorded from an entity update): plain floats, no array passes.
+        t0, v0 = int(t[0]), float(v[0])
+        one: dict[str, Any] = {"n": 1, "n_valid": 0, "t_first": t0, "t_last": t0}
+        if v0 == v0:  # not NaN
+            one.update(n_valid=1, v_sum=v0, v_sumsq=v0 * v0, v_min=v0, v_max=v0)
+        else:
+            one.update(v_sum=None, v_sumsq=None, v_min=None, v_max=None)
+        one.update(step_us=0, times=b"", vals=v.astype("<f8", copy=False).tobytes(), modified_us=now)
+        return one
     valid = ~np.isnan(v)
     n_valid = int(np.count_nonzero(valid))
     row: dict[str, Any] = {"n": n, "n_valid": n_valid, "t_first": int(t[0]), "t_last": int(t[-1])}
@@ -1103,6 +1113,10 @@ class SeriesStore:
         for b in batches:
             row = info[(b.entity_id, b.attr, b.dataset_id)]
             span = int(row.chunk_span_s) * _US
+            if b.times.size == 1:  # one instant, one chunk (the common case of entity updates)
+                start = CHUNK_ORIGIN_US + (int(b.times[0]) - CHUNK_ORIGIN_US) // span * span
+                plans.append((int(row.id), start, b.times, b.values))
+                continue
             cidx = (b.times - CHUNK_ORIGIN_US) // span
             cut = np.flatnonzero(cidx[1:] != cidx[:-1]) + 1
             lo = np.r_[0, cut]
