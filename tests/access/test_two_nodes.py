@@ -302,3 +302,50 @@ def test_a_node_that_leaves_is_unregistered_and_refused(network: dict[str, Any])
     url = community.url + NGSI + "/entities/urn:ngsi-ld:EnergyCommunity:big"
     r = httpx.get(url, headers=signed_headers(city.identity, "GET", url))
     assert r.status_code == 401 and "unknown key" in r.json()["detail"]
+
+
+def test_open_cards_cross_with_member_attributes_withheld_and_a_notice(network: dict[str, Any]) -> None:
+    """Asked for every attribute of the communities (hasMember names members), the community node
+    sends the open cards without hasMember and says so; the city gets both communities."""
+    city, community, proxy = network["city"], network["community"], network["proxy"]
+    _, gov = create_token(city.app.state.twin.engine, "city-dashboard", "local_government")
+    for who in (city.manager, {"Authorization": f"Bearer {gov}"}):
+        for attrs in ("", "&attrs=name,hasMember"):
+            proxy.clear()
+            r = httpx.get(
+                city.url + NGSI + f"/entities?type=EnergyCommunity&limit=100{attrs}",
+                headers={**CTX, **who},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+            cards = {e["id"]: e for e in r.json()}
+            assert set(cards) == {"urn:ngsi-ld:EnergyCommunity:big", "urn:ngsi-ld:EnergyCommunity:small"}
+            assert cards["urn:ngsi-ld:EnergyCommunity:big"]["name"]["value"] == "Community big"
+            assert all("hasMember" not in e for e in cards.values())
+            head, _, body = bytes(proxy.downstream).partition(b"\r\n\r\n")
+            assert b"urn:ngsi-ld:EnergyProsumer:" not in body
+            notice = [
+                line
+                for line in head.decode("latin-1").split("\r\n")
+                if line.lower().startswith("ngsild-warning:")
+            ]
+            assert len(notice) == 1, head
+            assert (
+                notice[0]
+                .split(":", 1)[1]
+                .strip()
+                .startswith('199 - "attributes withheld by the data policies')
+            )
+            assert "urn:ngsi-ld:EnergyCommunity:big (hasMember)" in notice[0]
+            assert "urn:ngsi-ld:EnergyCommunity:small (hasMember)" in notice[0]
+            assert b"bright-attributes-withheld: 2" in head.lower()
+    # Directly, on one card: the same notice.
+    url = community.url + NGSI + "/entities/urn:ngsi-ld:EnergyCommunity:big"
+    r = httpx.get(url, headers={**CTX, **signed_headers(city.identity, "GET", url)})
+    assert (
+        r.status_code == 200 and "hasMember" not in r.json() and r.json()["name"]["value"] == "Community big"
+    )
+    assert "(hasMember)" in r.headers["NGSILD-Warning"]
+    # The community's manager sees everything, without a notice.
+    r = httpx.get(url, headers={**CTX, **community.manager})
+    assert len(r.json()["hasMember"]["object"]) == 6 and "NGSILD-Warning" not in r.headers

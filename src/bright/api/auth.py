@@ -20,7 +20,14 @@ added later are covered without being listed). For each request under ``/ngsi-ld
    request touches, classified generically (:func:`classify_rest`, docs/access.md): denied: 403
    ProblemDetails naming the policy uid; allowed: the answer is filtered to what the caller may
    see (entities of a list, attributes of an entity, objects of a REST answer naming a member).
-4. **Audit.** Every request of a peer node and every 401/403 is written to the audit log.
+4. **Audit.** Every request of a peer node and every 401/403 is written to the audit log (per
+   tenant: ``GET /api/audit`` lists the rows of the request's tenant).
+
+Also: a principal that carries a tenant (a tenant token, a hosted tenant's manager account) is
+refused (403) on any other tenant; an API token may act as a party (``subject``, a service
+provider's id); entities a caller may read come back with the attributes it may not see withheld
+and an ``NGSILD-Warning`` saying so; ``count=true`` counts what the caller may see; entity
+notifications are filtered as a read by the subscription's creator (:func:`filter_notifications`).
 
 The routes of this module: ``/api/tokens`` (manager), ``/api/network/members`` (network
 organiser, manager) and ``/api/network/node`` (this node's DID, public).
@@ -35,7 +42,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import anyio
 import orjson
@@ -45,7 +52,16 @@ from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope, Send
 
 from bright.api.http import dumps, json_response, problem_response, read_json
-from bright.network.access import ANONYMOUS, OPEN_ACCESS, Principal, principal_of
+from bright.network.access import (
+    ANONYMOUS,
+    OPEN_ACCESS,
+    Principal,
+    SubscriptionPrincipals,
+    TokenSubjectError,
+    TokenSubjects,
+    check_token_subject,
+    principal_of,
+)
 from bright.network.membership import Membership, MembershipError
 from bright.network.policy import (
     AGGREGATES,
@@ -182,6 +198,8 @@ class AccessState:
     identity: Any = None
     node_id: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    subjects: TokenSubjects | None = None
+    subscriptions: SubscriptionPrincipals | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -431,6 +449,127 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+def _with_token_subject(state: AccessState, principal: Principal) -> Principal:
+    """A token's principal acting as the party it was issued for (``subject``), if any.
+
+    The token's own name stays in ``attributes["token_name"]`` (the audit log records the subject).
+    """
+    from dataclasses import replace
+
+    token_id = principal.attributes.get("token_id")
+    subjects = state.subjects
+    if subjects is None or not isinstance(token_id, str):
+        return principal
+    subject = subjects.get(token_id)
+    if subject is None:
+        return principal
+    return replace(
+        principal, subject=subject, attributes={**principal.attributes, "token_name": principal.subject}
+    )
+
+
+#: Roles a token issued for a party (``subject``) may have: the node's own people (manager,
+#: member) and the anonymous/peer roles act as themselves.
+SUBJECT_ROLES = frozenset({"school_staff", "local_government", "energy_company", "ngo", "researcher",
+                           "technology_provider", "network_organiser", "investor"})  # fmt: skip
+
+
+def check_subject_of_token(membership: Membership, subject: str, role: str) -> str:
+    """``subject`` validated for a token of ``role`` (see :func:`check_token_subject`).
+
+    Also refused: a subject that is a member node of the network (nodes sign their requests) and
+    roles that act as themselves (manager, member, public, peer).
+
+    Raises
+    ------
+    TokenSubjectError
+        Naming what is wrong.
+    """
+    s = check_token_subject(subject)
+    if role not in SUBJECT_ROLES:
+        raise TokenSubjectError(
+            f"a token of role {role!r} cannot act as {s}; subjects are for the roles "
+            f"{', '.join(sorted(SUBJECT_ROLES))}"
+        )
+    for m in membership.members(include_left=True):
+        if s in (m.node_id, m.did):
+            raise TokenSubjectError(f"subject {s} is a node of the network: nodes sign their requests")
+    return s
+
+
+def _with_hosted_tenant(state: AccessState, principal: Principal) -> Principal:
+    """A dashboard account's principal with the hosted tenant it manages, if any.
+
+    The manager account of a hosted tenant (``TenantRegistry.of_manager``, docs/onboarding.md)
+    acts in that tenant only; its principal carries ``tenant`` so that
+    :meth:`AccessMiddleware._enforce` refuses its requests to any other tenant (inside it, it keeps
+    the account's scope). An account
+    that manages no hosted tenant keeps the node-wide scope it had.
+    """
+    from dataclasses import replace
+
+    from bright.services.tenants import TenantRegistry
+
+    if principal.tenant is not None or not principal.subject:
+        return principal
+    registry = state.extra.get("tenants")
+    if not isinstance(registry, TenantRegistry):
+        registry = TenantRegistry(state.engine)
+        state.extra["tenants"] = registry
+    hosted = registry.of_manager(principal.subject)
+    if hosted is None:
+        return principal
+    return replace(principal, tenant=hosted.name)
+
+
+class _AnswerFilter:
+    """An answer filter that also tells which attributes it withheld from the entities it kept.
+
+    Parameters
+    ----------
+    apply
+        ``body -> (filtered body, entities removed, objects redacted)``.
+    withheld
+        Filled while filtering: entity id -> names of the attributes removed from it.
+    count_allowed
+        For lists: ``page body -> (entities the caller may see, entities)``, used to make
+        ``NGSILD-Results-Count`` exact (:meth:`AccessMiddleware._exact_count`).
+    """
+
+    def __init__(
+        self,
+        apply: Callable[[Any], tuple[Any, int, int]],
+        withheld: dict[str, list[str]],
+        count_allowed: Callable[[Any], tuple[int, int]] | None = None,
+    ) -> None:
+        self.apply = apply
+        self.withheld = withheld
+        self.count_allowed = count_allowed
+
+    def __call__(self, body: Any) -> tuple[Any, int, int]:
+        return self.apply(body)
+
+
+#: Most entities named in the ``NGSILD-Warning`` of withheld attributes (the others are counted).
+WARNED_ENTITIES = 20
+
+
+def withheld_warning(withheld: dict[str, list[str]]) -> str:
+    """The ``NGSILD-Warning`` value (warn-code 199, RFC 7234) naming attributes withheld by policy.
+
+    ``199 - "attributes withheld by the data policies: <id> (a, b); <id> (c)"``: at most
+    :data:`WARNED_ENTITIES` entities are named, then ``and <n> more entities``.
+    """
+    parts = []
+    for eid in list(withheld)[:WARNED_ENTITIES]:
+        names = ", ".join(sorted({local_name(a) for a in withheld[eid]}))
+        parts.append(f"{eid} ({names})")
+    more = len(withheld) - WARNED_ENTITIES
+    text = "; ".join(parts) + (f"; and {more} more entities" if more > 0 else "")
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'199 - "attributes withheld by the data policies: {text}"'
+
+
 class _Redactor:
     """Removes from an answer every object, key or list item naming a member the caller may not see."""
 
@@ -555,7 +694,7 @@ class AccessMiddleware:
         if cookie and signer is not None:
             p = user_principal(signer.loads(cookie))
             if not p.anonymous:
-                return p
+                return await anyio.to_thread.run_sync(lambda: _with_hosted_tenant(state, p))
         return OPEN_ACCESS if state.mode == "open" else ANONYMOUS
 
     async def _authenticate(
@@ -596,7 +735,7 @@ class AccessMiddleware:
             found = await anyio.to_thread.run_sync(lambda: token_principal(state.engine, value.strip()))
             if found is None:
                 raise Unauthorized("the API token is unknown or revoked")
-            return found
+            return await anyio.to_thread.run_sync(lambda: _with_token_subject(state, found))
         return await self._cookie_principal(state, scope)
 
     # --- enforcement ---------------------------------------------------------------------------
@@ -615,11 +754,14 @@ class AccessMiddleware:
     ) -> None:
         issued_for = principal.tenant or ""
         node_manager = principal.role == "manager" and principal.tenant is None
-        if principal.kind == "user" and not node_manager and tenant != issued_for:
+        asked = {tenant} | {v.strip() for k, v in parse_qsl(query, keep_blank_values=True) if k == "tenant"}
+        if principal.kind == "user" and not node_manager and asked != {issued_for}:
+            other = sorted(asked - {issued_for})[0] if asked - {issued_for} else tenant
             raise Forbidden(
                 f"these credentials were issued for tenant {principal.tenant or '(default)'!r}, "
-                f"not {tenant or '(default)'!r}",
+                f"not {other or '(default)'!r}",
                 policy=f"{ROLE_TABLE_UID}#tenant",
+                tenant=principal.tenant or "",
             )
         is_read = method not in WRITE_METHODS or any(p.match(path) for p in READ_POSTS)
         if not is_read:
@@ -642,7 +784,16 @@ class AccessMiddleware:
             )
             if not d.allowed:
                 raise Forbidden(d.reason, policy=d.policy_uid)
-            await self._run(state, principal, scope, send, method, path, tenant, body, None)
+            if path == NGSILD + "/subscriptions" and method == "POST":
+                purpose = headers.get(PURPOSE_HEADER) or None
+                await self._create_subscription(state, principal, scope, send, tenant, body, purpose)
+                return
+            status = await self._run(state, principal, scope, send, method, path, tenant, body, None)
+            sub = re.match(r"^/ngsi-ld/v1/subscriptions/([^/]+)$", path)
+            if sub and method == "DELETE" and status == 204 and state.subscriptions is not None:
+                sid = unquote(sub.group(1))
+                subs = state.subscriptions
+                await anyio.to_thread.run_sync(lambda: subs.forget(tenant, sid))
             return
         if principal.kind == "open" or (principal.role == "manager" and principal.community_id is None):
             await self._run(state, principal, scope, send, method, path, tenant, body, None)
@@ -701,8 +852,8 @@ class AccessMiddleware:
             raise Forbidden(d.reason, policy=d.policy_uid)
         return self._rest_filter(state, principal, tenant, purpose)
 
+    @staticmethod
     def _entity_filter(
-        self,
         state: AccessState,
         principal: Principal,
         tenant: str,
@@ -724,25 +875,34 @@ class AccessMiddleware:
                 out.append(engine.decide(principal, resource, "read", tenant=tenant, purpose=purpose))
             return out
 
+        withheld: dict[str, list[str]] = {}
+
         def keep_attrs(doc: dict[str, Any], d: Decision) -> dict[str, Any]:
             fixed = {"id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt"}
+            eid = str(doc.get("id", doc.get("@id", "")))
+            gone: list[str] = []
             if d.attributes is not None:
                 wanted = {local_name(a) for a in d.attributes}
+                gone += [k for k in doc if k not in fixed and local_name(k) not in wanted]
                 doc = {k: v for k, v in doc.items() if k in fixed or local_name(k) in wanted}
             # Linked entities (join=inline) and relationships naming members the caller may not
-            # see are removed from an entity it may see.
+            # see are removed from an entity it may see (the entity itself is kept).
             out: dict[str, Any] = {}
             for k, v in doc.items():
                 if k in ("id", "@id"):
                     out[k] = v
                 elif redactor.names_hidden(v) or (isinstance(v, str) and redactor.hidden(v)):
                     redactor.removed += 1
+                    gone.append(k)
                 else:
                     before = redactor.removed
                     walked = redactor.walk(v)
                     if redactor.removed == before or not _emptied(walked):
                         out[k] = walked
-                    # else: every object of a relationship was hidden; an empty one is not valid NGSI-LD
+                    else:  # every object of a relationship was hidden; an empty one is not valid NGSI-LD
+                        gone.append(k)
+            if gone and eid:
+                withheld.setdefault(eid, []).extend(gone)
             return out
 
         def apply(body: Any) -> tuple[Any, int, int]:
@@ -779,7 +939,14 @@ class AccessMiddleware:
             ]
             return kept, len(docs) - len(kept), redactor.take()
 
-        return apply
+        def count_allowed(body: Any) -> tuple[int, int]:
+            """(entities of a page the caller may see, entities of the page)."""
+            if isinstance(body, dict) and body.get("type") == "FeatureCollection":
+                body = body.get("features", [])
+            docs = [d for d in body if isinstance(d, dict)] if isinstance(body, list) else []
+            return sum(1 for d in decide_docs(docs) if d is not None and d.allowed), len(docs)
+
+        return _AnswerFilter(apply, withheld, None if single else count_allowed)
 
     def _rest_filter(
         self, state: AccessState, principal: Principal, tenant: str, purpose: str | None
@@ -808,7 +975,8 @@ class AccessMiddleware:
         tenant: str,
         body: bytes,
         filt: Callable[[Any], tuple[Any, int, int]] | None,
-    ) -> None:
+    ) -> int:
+        """Run the request, filtering its answer with ``filt``; returns the answer's status."""
         started: dict[str, Any] = {}
         chunks: list[bytes] = []
         buffering = filt is not None
@@ -864,15 +1032,115 @@ class AccessMiddleware:
                             err.detail,
                         )
                         await _problem(err)(scope, _replay(b""), send)
-                        return
+                        return 403
                     out = dumps(new)
                     resp_headers = _fix_headers(resp_headers, len(out), filtered, redacted)
+                    if _counted(resp_headers) and isinstance(filt, _AnswerFilter) and filt.count_allowed:
+                        exact = await self._exact_count(scope, body, filt.count_allowed)
+                        resp_headers = _set_count(resp_headers, exact)
+                    withheld = getattr(filt, "withheld", None)
+                    if withheld:
+                        resp_headers = _warn(resp_headers, withheld)
+                        withheld.clear()
                     filtered += redacted
             await send({"type": "http.response.start", "status": status, "headers": resp_headers})
             await send({"type": "http.response.body", "body": out, "more_body": False})
         if principal.kind == "node":
             decision = "filtered" if filtered else ("allowed" if status < 400 else "refused")
             await self._audit(state, principal, tenant, method, path, status, decision, None, None, filtered)
+        return status
+
+    async def _create_subscription(
+        self,
+        state: AccessState,
+        principal: Principal,
+        scope: Scope,
+        send: Send,
+        tenant: str,
+        body: bytes,
+        purpose: str | None,
+    ) -> None:
+        """``POST /ngsi-ld/v1/subscriptions``, remembering who subscribes before it exists.
+
+        A subscription without ``id`` gets one here (``urn:ngsi-ld:Subscription:<uuid4>``) so that
+        its creator is recorded before the first notification can fire; the record is dropped if
+        the creation fails (an existing subscription's record is never touched).
+        """
+        import uuid
+
+        subs = state.subscriptions
+        try:
+            doc = orjson.loads(body) if body.strip() else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if subs is None or not isinstance(doc, dict):
+            await self._run(
+                state, principal, scope, send, "POST", NGSILD + "/subscriptions", tenant, body, None
+            )
+            return
+        sid = doc.get("id")
+        if sid is None:
+            sid = f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+            body = dumps({"id": sid, **doc})
+            scope = {
+                **scope,
+                "headers": [
+                    *[(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"],
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        if not isinstance(sid, str):
+            await self._run(
+                state, principal, scope, send, "POST", NGSILD + "/subscriptions", tenant, body, None
+            )
+            return
+        fresh = await anyio.to_thread.run_sync(lambda: subs.get(tenant, sid) is None)
+        if fresh:
+            await anyio.to_thread.run_sync(lambda: subs.record(tenant, sid, principal, purpose))
+        status = await self._run(
+            state, principal, scope, send, "POST", NGSILD + "/subscriptions", tenant, body, None
+        )
+        if fresh and status != 201:
+            await anyio.to_thread.run_sync(lambda: subs.forget(tenant, sid))
+
+    async def _exact_count(
+        self, scope: Scope, body: bytes, count_allowed: Callable[[Any], tuple[int, int]]
+    ) -> int:
+        """How many entities matching the request the caller may see (``count=true``).
+
+        The query is run again page by page (pages of :data:`COUNT_PAGE` entities, ``count``
+        off, same filters, same caller) through the app behind this middleware and every entity
+        is decided: the cost is one extra query per page plus one decision per matching entity
+        (docs/access.md).
+        """
+        params = [
+            (k, v)
+            for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            if k not in ("limit", "offset", "count")
+        ]
+        total = 0
+        offset = 0
+        while True:
+            qs = urlencode([*params, ("limit", str(COUNT_PAGE)), ("offset", str(offset))])
+            sub = {**scope, "query_string": qs.encode("latin-1")}
+            page: dict[str, Any] = {"status": 500, "body": b""}
+
+            async def collect(message: MutableMapping[str, Any], page: dict[str, Any] = page) -> None:
+                if message["type"] == "http.response.start":
+                    page["status"] = int(message["status"])
+                elif message["type"] == "http.response.body":
+                    page["body"] += message.get("body", b"")
+
+            await self.app(sub, _replay(body), collect)
+            if not 200 <= page["status"] < 300:
+                break
+            data = orjson.loads(page["body"] or b"[]")
+            allowed, n = await anyio.to_thread.run_sync(count_allowed, data)
+            total += allowed
+            if n < COUNT_PAGE:
+                break
+            offset += COUNT_PAGE
+        return total
 
     async def _audit(
         self,
@@ -905,6 +1173,26 @@ class AccessMiddleware:
             await anyio.to_thread.run_sync(lambda: state.audit.record(entry))
         except Exception:  # pragma: no cover - an audit failure is logged, never hides the answer
             log.exception("could not write the audit log")
+
+
+#: Page size of the recount of ``count=true`` for filtered callers (the API's largest page).
+COUNT_PAGE = 1000
+
+
+def _counted(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"ngsild-results-count" for k, _ in headers)
+
+
+def _set_count(headers: list[tuple[bytes, bytes]], count: int) -> list[tuple[bytes, bytes]]:
+    """``NGSILD-Results-Count`` set to the exact count of what the caller may see."""
+    return [(k, str(count).encode() if k.lower() == b"ngsild-results-count" else v) for k, v in headers]
+
+
+def _warn(headers: list[tuple[bytes, bytes]], withheld: dict[str, list[str]]) -> list[tuple[bytes, bytes]]:
+    """Headers with the notice of withheld attributes: ``NGSILD-Warning`` and their count."""
+    value = withheld_warning(withheld).encode("latin-1", "replace")
+    n = sum(len(set(v)) for v in withheld.values())
+    return [*headers, (b"ngsild-warning", value), (b"bright-attributes-withheld", str(n).encode())]
 
 
 def _fix_headers(
@@ -942,9 +1230,27 @@ async def create_token_route(request: Request) -> Response:
     from bright.web.users import UserInputError, create_token
 
     p = require_role(request)
+    state = _state(request)
     body = await read_json(request, 64 * 1024)
     if not isinstance(body, dict):
-        raise BadRequestData("the body is a JSON object: {name, role, communityId?, memberId?, tenant?}")
+        raise BadRequestData(
+            "the body is a JSON object: {name, role, communityId?, memberId?, tenant?, subject?}"
+        )
+    subject = body.get("subject")
+    if subject is not None:
+        if not isinstance(subject, str):
+            raise BadRequestData(f"subject: {subject!r} is not a string")
+        try:
+            subject = check_subject_of_token(state.membership, subject, str(body.get("role", "")))
+        except TokenSubjectError as exc:
+            raise BadRequestData(str(exc)) from None
+    tenant = body.get("tenant")
+    if p.tenant is not None and tenant not in (None, p.tenant):
+        raise Forbidden(
+            f"a manager of tenant {p.tenant!r} issues tokens for that tenant only, not {tenant!r}",
+            policy=f"{ROLE_TABLE_UID}#tenant",
+            tenant=p.tenant,
+        )
     try:
         token, value = create_token(
             _engine(request),
@@ -952,27 +1258,41 @@ async def create_token_route(request: Request) -> Response:
             str(body.get("role", "")),
             community_id=body.get("communityId"),
             member_id=body.get("memberId"),
-            tenant=body.get("tenant"),
+            tenant=p.tenant if p.tenant is not None else tenant,
             created_by=p.subject,
         )
     except UserInputError as exc:
         raise BadRequestData(str(exc)) from None
-    return json_response({**token.to_json(), "token": value}, status=201)
+    if subject is not None:
+        _subjects(state).set(token.token_id, subject)
+    return json_response({**token.to_json(), "subject": subject, "token": value}, status=201)
+
+
+def _subjects(state: AccessState) -> TokenSubjects:
+    if state.subjects is None:
+        state.subjects = TokenSubjects(state.engine)
+    return state.subjects
 
 
 @router.get("/tokens", summary="API tokens of the node (manager; never their secrets)")
 def list_tokens_route(request: Request) -> Response:
     from bright.web.users import list_tokens
 
-    require_role(request)
-    return json_response([t.to_json() for t in list_tokens(_engine(request))])
+    p = require_role(request)
+    subjects = _subjects(_state(request)).all()
+    tokens = [t for t in list_tokens(_engine(request)) if p.tenant is None or t.tenant == p.tenant]
+    return json_response([{**t.to_json(), "subject": subjects.get(t.token_id)} for t in tokens])
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token (manager)")
 def revoke_token_route(request: Request, token_id: str) -> Response:
-    from bright.web.users import UserInputError, revoke_token
+    from bright.web.users import UserInputError, list_tokens, revoke_token
 
-    require_role(request)
+    p = require_role(request)
+    if p.tenant is not None and not any(
+        t.token_id == token_id and t.tenant == p.tenant for t in list_tokens(_engine(request))
+    ):
+        raise ResourceNotFound(f"no API token with id {token_id!r} in tenant {p.tenant!r}")
     try:
         token = revoke_token(_engine(request), token_id)
     except UserInputError as exc:
@@ -1031,6 +1351,66 @@ def leave_route(request: Request, key: str) -> Response:
 # --------------------------------------------------------------------------------------------------
 
 
+def filtered_notification(state: AccessState, note: Any) -> Any | None:
+    """A notification as its subscriber may see it, or None when it may see none of its data.
+
+    The subscriber is the principal that created the subscription
+    (:class:`bright.network.access.SubscriptionPrincipals`); its notification carries what a
+    ``GET /ngsi-ld/v1/entities`` by that principal (with the purpose it declared when it
+    subscribed) would return: entities it may not read are removed, attributes withheld, objects
+    naming hidden members redacted. A peer node that has left the network gets nothing.
+    Subscriptions the node made itself (no recorded creator), and those of the node's manager,
+    are not filtered. Context-source notifications (registrations, no entity data) are not
+    filtered.
+    """
+    from dataclasses import replace
+
+    tenant, kind, sid = note.key
+    if kind != "entity" or state.subscriptions is None:
+        return note
+    found = state.subscriptions.get(tenant, sid)
+    if found is None:
+        return note
+    principal, purpose = found
+    if principal.kind == "open" or (principal.role == "manager" and principal.community_id is None):
+        return note
+    did = principal.attributes.get("did")
+    if principal.kind == "node" and (not isinstance(did, str) or state.membership.active_key(did) is None):
+        log.info("notification of %s dropped: its subscriber node is no longer a member", sid)
+        return None
+    data = note.body.get("data")
+    if not isinstance(data, list):
+        return note
+    filt = AccessMiddleware._entity_filter(state, principal, tenant, False, purpose, single=False)
+    kept, removed, redacted = filt(data)
+    if not kept:
+        log.info("notification of %s dropped: its subscriber may see none of its data", sid)
+        return None
+    if removed or redacted:
+        log.info("notification of %s filtered: %d entities, %d objects removed", sid, removed, redacted)
+    return replace(note, body={**note.body, "data": kept})
+
+
+def filter_notifications(state: AccessState, delivery: Any) -> None:
+    """Make ``delivery`` (a :class:`bright.network.subscriptions.Delivery`) filter what it sends
+    with :func:`filtered_notification` (once per delivery)."""
+    if getattr(delivery, "_access_filtered", False):
+        return
+    submit = delivery.submit
+
+    def filtered_submit(note: Any) -> None:
+        try:
+            out = filtered_notification(state, note)
+        except Exception:  # a notification that cannot be decided is not sent
+            log.exception("notification of %s not sent: the policy check failed", note.key[2])
+            return
+        if out is not None:
+            submit(out)
+
+    setattr(delivery, "submit", filtered_submit)  # noqa: B010 - the delivery's own attribute
+    setattr(delivery, "_access_filtered", True)  # noqa: B010
+
+
 def install(app: FastAPI) -> AccessState:
     """Add access control to a node's app: the middleware (outermost), tokens, members, policies.
 
@@ -1067,12 +1447,16 @@ def install(app: FastAPI) -> AccessState:
         identity=identity,
         node_id=network.federation.node_id if network is not None else None,
         max_body_bytes=settings.max_body_bytes,
+        subjects=TokenSubjects(service.engine),
+        subscriptions=SubscriptionPrincipals(service.engine),
     )
     app.state.access = state
     if identity is not None:
         attach_identity(service, identity)
         if network is not None:
             attach_identity(network.delivery, identity)
+    if network is not None:
+        filter_notifications(state, network.delivery)
     app.include_router(router)
     app.include_router(policies_api.router)
     app.add_middleware(AccessMiddleware)
@@ -1085,6 +1469,8 @@ def install(app: FastAPI) -> AccessState:
         if identity is not None and current is not None:
             attach_identity(current.delivery, identity)
             state.node_id = current.federation.node_id
+        if current is not None:
+            filter_notifications(state, current.delivery)
         if state.mode == "required":
             from bright.network.policy import seed_default_policies
 

@@ -7,7 +7,8 @@
   validated; 400 names the bad ODRL part. ``PUT /api/policies/{id}`` replaces,
   ``DELETE /api/policies/{id}`` removes (a default policy comes back into force).
 - ``POST /api/policies/seed`` (manager): write the defaults as entities.
-- ``GET /api/audit`` (manager): the audit log, newest first; ``since``, ``until`` (ISO 8601),
+- ``GET /api/audit`` (manager): the audit log of the request's tenant (``NGSILD-Tenant``), newest
+  first; ``since``, ``until`` (ISO 8601),
   ``peer`` (node id), ``decision`` (allowed, filtered, denied, unauthenticated), ``limit``,
   ``offset``.
 """
@@ -199,7 +200,15 @@ def audit(
         end = parse_instant(until, "until") if until else None
     except ValueError as exc:
         raise BadRequestData(str(exc)) from None
+    # Tenant-scoped: the rows of the requests made to this request's tenant only (a hosted
+    # tenant's manager can only address their own tenant, see bright.api.auth).
     entries = _access(request).audit.entries(
-        since=start, until=end, peer=peer, decision=decision, limit=limit, offset=offset
+        since=start,
+        until=end,
+        peer=peer,
+        decision=decision,
+        tenant=_tenant(request),
+        limit=limit,
+        offset=offset,
     )
     return json_response([e.to_json() for e in entries])

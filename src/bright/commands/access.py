@@ -4,10 +4,10 @@ Mounted in the main CLI (``app.add_typer(token_app, name="token")``, ``app.comma
 ``app.add_typer(peers_app, name="peers")``). They work on the node's database directly, as its
 operator (the one who can read the database is the node's manager).
 
-``bright token create NAME --role ROLE [--community ID] [--member ID] [--tenant T]``  prints the token once
+``bright token create NAME --role ROLE [--community ID] [--member ID] [--tenant T] [--subject URN]``  prints it once
 ``bright token list``                                                              never prints secrets
 ``bright token revoke TOKEN_ID``
-``bright audit [--since ISO] [--until ISO] [--peer NODE] [--decision D] [--limit N] [--json]``
+``bright audit [--since ISO] [--until ISO] [--peer NODE] [--decision D] [--tenant T] [--limit N] [--json]``
 ``bright peers list [--all]`` / ``join DID NODE_ID [--url URL] [--name N] [--role member|organiser]`` / ``leave KEY``
 """
 
@@ -51,14 +51,28 @@ def token_create(
     community: Annotated[str | None, typer.Option(help="Community of the holder")] = None,
     member: Annotated[str | None, typer.Option(help="EnergyProsumer id (member tokens)")] = None,
     tenant: Annotated[str | None, typer.Option(help="NGSI-LD tenant the token is valid for")] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Act as this party, e.g. urn:ngsi-ld:ServiceProvider:esco-1 (default token:NAME)"),
+    ] = None,
     database: DatabaseOpt = None,
 ) -> None:
     """Create an API token; it is printed once and never again (only its hash is stored)."""
+    from bright.network.access import TokenSubjectError, TokenSubjects
+    from bright.network.membership import Membership
     from bright.web.users import UserInputError, create_token
 
+    engine = _engine(database)
+    if subject is not None:
+        from bright.api.auth import check_subject_of_token
+
+        try:
+            subject = check_subject_of_token(Membership(engine), subject, role)
+        except TokenSubjectError as exc:
+            _fail(exc)
     try:
         token, value = create_token(
-            _engine(database),
+            engine,
             name,
             role,
             community_id=community,
@@ -68,8 +82,11 @@ def token_create(
         )
     except UserInputError as exc:
         _fail(exc)
+    if subject is not None:
+        TokenSubjects(engine).set(token.token_id, subject)
+    acts_as = f", acts as {subject}" if subject else ""
     console.print(
-        f"token {token.token_id} ({token.name}, role {token.role}); keep it now, it is not shown again:"
+        f"token {token.token_id} ({token.name}, role {token.role}{acts_as}); keep it now, it is not shown again:"
     )
     print(value)
 
@@ -77,14 +94,18 @@ def token_create(
 @token_app.command("list")
 def token_list(database: DatabaseOpt = None) -> None:
     """List the tokens (ids, names, roles, dates; never their secrets)."""
+    from bright.network.access import TokenSubjects
     from bright.web.users import list_tokens
 
-    table = Table("id", "name", "role", "community", "member", "tenant", "created", "revoked")
-    for t in list_tokens(_engine(database)):
+    engine = _engine(database)
+    subjects = TokenSubjects(engine).all()
+    table = Table("id", "name", "role", "subject", "community", "member", "tenant", "created", "revoked")
+    for t in list_tokens(engine):
         table.add_row(
             t.token_id,
             t.name,
             t.role,
+            subjects.get(t.token_id, f"token:{t.name}"),
             t.community_id or "",
             t.member_id or "",
             t.tenant or "",
@@ -116,6 +137,9 @@ def audit(
     decision: Annotated[
         str | None, typer.Option(help="allowed, filtered, refused, denied or unauthenticated")
     ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only requests to this NGSI-LD tenant ('' = default; all if omitted)")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Most entries, newest first")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
     database: DatabaseOpt = None,
@@ -129,7 +153,7 @@ def audit(
     except ValueError as exc:
         _fail(exc)
     entries = AuditLog(_engine(database)).entries(
-        since=start, until=end, peer=peer, decision=decision, limit=limit
+        since=start, until=end, peer=peer, decision=decision, tenant=tenant, limit=limit
     )
     if as_json:
         for e in entries:

@@ -1029,12 +1029,19 @@ class AuditLog:
         until: datetime | None = None,
         peer: str | None = None,
         decision: str | None = None,
+        tenant: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[AuditEntry]:
-        """Entries, newest first, filtered by time ``[since, until)``, peer (node id or DID) and decision."""
+        """Entries, newest first, filtered by time ``[since, until)``, peer (node id or DID) and decision.
+
+        ``tenant`` keeps the requests made to that NGSI-LD tenant only (``""``: the default
+        tenant); None: every tenant (the node's operator, e.g. ``bright audit``).
+        """
         t = audit_table
         stmt = select(t).order_by(t.c.at.desc(), t.c.pk.desc()).limit(limit).offset(offset)
+        if tenant is not None:
+            stmt = stmt.where(t.c.tenant == tenant)
         if since is not None:
             stmt = stmt.where(t.c.at >= since)
         if until is not None:
