@@ -429,3 +429,28 @@ def test_data_policy_written_through_ngsi_ld_is_validated(node: AccessNode) -> N
     assert node.client.post(NGSI + "/entities", json=ent, headers=node.manager).status_code == 201
     listed = node.client.get("/api/policies/urn:ngsi-ld:DataPolicy:bad", headers=node.manager).json()
     assert listed["uid"] == "urn:ngsi-ld:DataPolicy:x" and listed["stored"] is True
+
+
+def test_practices_are_open_to_peers_and_visitors_even_in_a_small_community(community: AccessNode) -> None:
+    """Knowledge (practices, initiatives, documents) is open data, unlike the community's other
+    entities: the city's network-wide search reads it from every node (issue 11)."""
+    small = "urn:ngsi-ld:EnergyCommunity:small"
+    for kind in ("Practice", "Initiative", "CommunityDocument", "Building"):
+        ent = {
+            "id": f"urn:ngsi-ld:{kind}:small:1",
+            "type": kind,
+            "community": {"type": "Relationship", "object": small},
+            "name": {"type": "Property", "value": f"{kind} of the small community"},
+        }
+        r = community.client.post(NGSI + "/entities", json=ent, headers={**CTX, **community.manager})
+        assert r.status_code == 201, r.text
+    seen = {}
+    for who, headers in (("public", {}), ("researcher", community.token("researcher"))):
+        r = community.client.get(
+            f"{NGSI}/entities?type=Practice,Initiative,CommunityDocument,Building&limit=100",
+            headers={**CTX, **headers},
+        )
+        seen[who] = sorted(e["type"] for e in r.json())
+    knowledge = ["CommunityDocument", "Initiative", "Practice"]
+    assert seen["public"] == knowledge  # the building is community data: not for visitors
+    assert set(knowledge) <= set(seen["researcher"])

@@ -109,3 +109,51 @@ def test_entry_rows_need_a_reason():
     with pytest.raises(ValueError, match="at least one rejection"):
         entry_row("", "t", b"", [])
     assert summarize([]) == ""
+
+
+def test_ids_beyond_the_64_bit_column_are_refused_not_overflowed(q):
+    """Regression: an id > 2**63-1 reached the driver (SQLite OverflowError -> HTTP 500)."""
+    ids = _fill(q)
+    with pytest.raises(ValueError, match=r"1\.\.9223372036854775807; got 9223372036854775808"):
+        q.delete([ids[0], 2**63])
+    with pytest.raises(ValueError, match="got 0"):
+        q.replay(lambda *a: (0, []), [0])
+    with pytest.raises(KeyError):
+        q.get(2**63)
+    assert q.count(status=None) == 3  # nothing deleted by the refused call
+    assert q.delete([2**63 - 1]) == 0  # the largest id is a valid (absent) id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "needle"),
+    [
+        ("POST", "/api/edge/quarantine/replay", [1, 2**63], "ids", "got 9223372036854775808"),
+        ("POST", "/api/edge/quarantine/replay", [2**70], "ids", "got 1180591620717411303424"),
+        ("POST", "/api/edge/quarantine/replay", [0], "ids", "got 0"),
+        ("GET", "/api/edge/quarantine?offset=9223372036854775808", None, "offset", "offset must be"),
+        ("GET", "/api/edge/quarantine?limit=0", None, "limit", "limit must be"),
+    ],
+)
+def test_api_names_the_out_of_range_parameter(
+    db_url: str, method: str, path: str, body: object, field: str, needle: str
+) -> None:
+    """Regression (schemathesis): huge integer ids gave a 500; now 400 BadRequestData naming them."""
+    from fastapi.testclient import TestClient
+
+    from bright.api.app import create_app
+    from bright.config import Settings
+
+    app = create_app(Settings(database_url=db_url, auth="open"))
+    try:
+        with TestClient(app) as client:
+            r = client.request(method, path, json=body)
+            assert r.status_code == 400, r.text
+            problem = r.json()
+            assert problem["type"].endswith("/BadRequestData") and problem["field"] == field
+            assert needle in problem["detail"]
+            ok = client.post("/api/edge/quarantine/replay", json=[2**63 - 1])
+            assert ok.status_code == 200 and ok.json()["replayed"] == [] == ok.json()["still_open"]
+            big = client.delete(f"/api/edge/quarantine/{2**63}")
+            assert big.status_code == 400 and "entry_id" in big.json()["detail"]
+    finally:
+        app.state.twin.engine.dispose()

@@ -98,6 +98,28 @@ def test_invitations_are_signed_single_use_and_expire(client: TestClient) -> Non
     assert bad_days.status_code == 400 and bad_days.json()["field"] == "days"
 
 
+@pytest.mark.parametrize(
+    "mac",
+    ["%C3%A9", "A%E2%82%ACB", "%F0%9F%94%91" * 11, "%00"],
+    ids=["e-acute", "euro-sign", "emoji", "nul"],
+)
+def test_invitation_with_a_non_ascii_signature_is_refused_not_a_500(client: TestClient, mac: str) -> None:
+    """Regression (schemathesis): hmac.compare_digest raised TypeError on non-ASCII str -> HTTP 500."""
+    c = make_community(client, TENANT, n_members=0)
+    inv = client.post(f"/api/onboarding/communities/{c.id}/invitations", headers=c.headers, json={}).json()
+    payload = inv["token"].rsplit(".", 1)[0]
+    r = client.get(f"/api/onboarding/invitations/{payload}.{mac}")
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "token" and "signature" in r.json()["detail"]
+    # The same through the join form, with a lone surrogate in the JSON body as well.
+    for token in (f"{payload}.\\u00e9", f"\\ud800{payload}.x"):  # JSON escapes
+        body = f'{{"token": "{token}", "name": "Ana", "ean": "{valid_ean(5)}"}}'.encode()
+        r = client.post("/api/onboarding/join", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["field"] == "token", r.text
+    # The genuine token still opens the invitation.
+    assert client.get(f"/api/onboarding/invitations/{inv['token']}").json()["name"] == SETUP["name"]
+
+
 def test_expired_invitation_is_refused(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta
 

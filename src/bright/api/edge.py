@@ -16,6 +16,9 @@ from bright.twin.service import TwinService
 
 router = APIRouter(prefix="/api", tags=["edge"])
 
+#: Largest row id / offset the databases hold (a signed 64-bit integer, SQLite and PostgreSQL).
+MAX_DB_INT = 2**63 - 1
+
 
 def _edge(request: Request) -> tuple[Ingestor, LiveBoard]:
     return request.app.state.ingestor, request.app.state.live_board
@@ -28,8 +31,10 @@ def list_quarantine(
     """Rejected payloads with the reason and the raw payload (oldest first)."""
     if status not in ("open", "replayed", "all"):
         raise BadRequestData(f"status {status!r} is not open, replayed or all")
-    if not 0 < limit <= 1000 or offset < 0:
-        raise BadRequestData("limit must be 1..1000 and offset >= 0")
+    if not 0 < limit <= 1000:
+        raise BadRequestData(f"limit must be 1..1000; got {limit}", field="limit")
+    if not 0 <= offset <= MAX_DB_INT:
+        raise BadRequestData(f"offset must be 0..{MAX_DB_INT}; got {offset}", field="offset")
     q: Quarantine = request.app.state.quarantine
     entries = q.list(status=None if status == "all" else status, topic=topic, limit=limit, offset=offset)
     return {"entries": [e.as_dict() for e in entries], "count": len(entries)}
@@ -37,13 +42,20 @@ def list_quarantine(
 
 @router.post("/edge/quarantine/replay")
 def replay_quarantine(request: Request, ids: list[int] | None = None) -> dict[str, Any]:
-    """Re-process quarantined payloads after a fix (e.g. the meter now exists)."""
+    """Re-process quarantined payloads after a fix (e.g. the meter now exists).
+
+    The body is a JSON list of entry ids (1 .. 2**63-1), or nothing to replay every open entry;
+    an id out of that range is a ``400 BadRequestData`` naming ``ids``.
+    """
+    bad = [i for i in ids or () if not 1 <= i <= MAX_DB_INT]
+    if bad:
+        raise BadRequestData(f"ids must be quarantine entry ids 1..{MAX_DB_INT}; got {bad[0]}", field="ids")
     ingestor, _ = _edge(request)
     return dataclasses.asdict(ingestor.replay(ids))
 
 
 @router.delete("/edge/quarantine/{entry_id}", status_code=204)
-def delete_quarantine(request: Request, entry_id: Annotated[int, Path(ge=1, le=2**62)]) -> None:
+def delete_quarantine(request: Request, entry_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)]) -> None:
     q: Quarantine = request.app.state.quarantine
     if q.delete([entry_id]) == 0:
         raise ResourceNotFound(f"no quarantine entry {entry_id}")

@@ -77,6 +77,17 @@ quarantine_table = Table(
 )
 
 STATUSES = ("open", "replayed")
+#: Largest entry id the column holds (signed 64-bit on PostgreSQL and SQLite).
+MAX_ID = 2**63 - 1
+
+
+def _entry_ids(ids: Sequence[int]) -> list[int]:
+    """``ids`` as ints, refusing what no entry can have (the driver would overflow, not miss)."""
+    out = [int(i) for i in ids]
+    bad = [i for i in out if not 1 <= i <= MAX_ID]
+    if bad:
+        raise ValueError(f"quarantine entry ids are 1..{MAX_ID}; got {bad[0]}")
+    return out
 
 
 def _create(conn: Connection) -> None:
@@ -359,8 +370,10 @@ class Quarantine:
     def get(self, entry_id: int) -> QuarantineEntry:
         """One entry; KeyError if there is none with this id."""
         q = quarantine_table
-        with self.engine.connect() as conn:
-            row = conn.execute(select(q).where(q.c.id == int(entry_id))).first()
+        row = None
+        if 1 <= int(entry_id) <= MAX_ID:  # beyond the column's range no entry exists
+            with self.engine.connect() as conn:
+                row = conn.execute(select(q).where(q.c.id == int(entry_id))).first()
         if row is None:
             raise KeyError(f"no quarantine entry {entry_id}")
         return _entry(row)
@@ -390,7 +403,7 @@ class Quarantine:
         if ids is not None:
             if not ids:
                 return 0
-            cond.append(q.c.id.in_([int(i) for i in ids]))
+            cond.append(q.c.id.in_(_entry_ids(ids)))
         if before is not None:
             ts = pd.Timestamp(before)
             if ts.tzinfo is None:
@@ -432,7 +445,7 @@ class Quarantine:
         q = quarantine_table
         stmt = select(q).where(*self._where(tenant, "open", topic)).order_by(q.c.received_us, q.c.id)
         if ids is not None:
-            stmt = stmt.where(q.c.id.in_([int(i) for i in ids]))
+            stmt = stmt.where(q.c.id.in_(_entry_ids(ids)))
         report = ReplayReport()
         with self.engine.connect() as conn:
             entries = [_entry(r) for r in conn.execute(stmt.limit(limit))]

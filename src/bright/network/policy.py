@@ -77,6 +77,7 @@ from bright.twin import migrations
 
 __all__ = [
     "ACTIONS",
+    "OPEN_ENTITY_TYPES",
     "AGGREGATES",
     "ASSETS",
     "ASSET_CLASSES",
@@ -129,6 +130,14 @@ DEFAULT_K = 5
 DATA_POLICY_PREFIX = "urn:ngsi-ld:DataPolicy:"
 MEMBER_LEVEL = (MEMBER_DATA, MEMBER_SERIES)
 
+
+
+#: Entity types that are open data on every node: the community card, its KPIs, the policies
+#: themselves, and the network's knowledge (practices, initiatives, documents: their contacts are
+#: organisations, never persons; docs/discovery.md). Questions (messages) are not in the list.
+OPEN_ENTITY_TYPES = frozenset(
+    {"EnergyCommunity", "KeyPerformanceIndicator", "DataPolicy", "Practice", "Initiative", "CommunityDocument"}
+)
 
 class PolicyError(ValueError):
     """An ODRL policy that BRIGHT cannot enforce; the message names the bad part (``permission[0].action``)."""
@@ -747,8 +756,7 @@ class PolicyEngine:
                 if obj in own.community_members:
                     community = obj
                     break
-        open_types = {"EnergyCommunity", "KeyPerformanceIndicator", "DataPolicy"}
-        asset = OPEN_DATA if types & open_types else COMMUNITY_DATA
+        asset = OPEN_DATA if types & OPEN_ENTITY_TYPES else COMMUNITY_DATA
         return Resource(asset, eid, attribute, community, None, own.size(community))
 
     def classify_id(self, tenant: str, entity_id: str, *, series: bool = False) -> Resource | None:

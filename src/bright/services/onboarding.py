@@ -693,7 +693,9 @@ class Onboarding:
         return self._secret()  # a concurrent first start wins; everyone reads the stored one
 
     def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret(), payload.encode(), hashlib.sha256).digest())
+        return _b64(
+            hmac.new(self._secret(), payload.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        )
 
     def invite(
         self,
@@ -756,12 +758,15 @@ class Onboarding:
         if not token or "." not in token:
             raise OnboardingError("the invitation token is missing or malformed", field="token")
         payload, mac = token.rsplit(".", 1)
-        if not hmac.compare_digest(self._sign(payload), mac):
+        # Compare bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a
+        # forged-token answer); a token is base64url, so any other character is simply not valid.
+        given = mac.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(self._sign(payload).encode("ascii"), given):
             raise OnboardingError("the invitation token is not valid (signature)", field="token")
         try:
             body = json.loads(_unb64(payload))
             nonce, tenant, cid, exp = str(body["i"]), str(body["t"]), str(body["c"]), int(body["x"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             raise OnboardingError("the invitation token is malformed", field="token") from None
         if exp < _now().timestamp():
             raise OnboardingError("the invitation has expired; ask the manager for a new one", field="token")
