@@ -77,7 +77,6 @@ from bright.twin import migrations
 
 __all__ = [
     "ACTIONS",
-    "OPEN_ENTITY_TYPES",
     "AGGREGATES",
     "ASSETS",
     "ASSET_CLASSES",
@@ -89,6 +88,7 @@ __all__ = [
     "MIN_MEMBERS",
     "ODRL_CONTEXT",
     "OPEN_DATA",
+    "OPEN_ENTITY_TYPES",
     "PARTIES",
     "AuditEntry",
     "AuditLog",
@@ -131,13 +131,20 @@ DATA_POLICY_PREFIX = "urn:ngsi-ld:DataPolicy:"
 MEMBER_LEVEL = (MEMBER_DATA, MEMBER_SERIES)
 
 
-
 #: Entity types that are open data on every node: the community card, its KPIs, the policies
 #: themselves, and the network's knowledge (practices, initiatives, documents: their contacts are
 #: organisations, never persons; docs/discovery.md). Questions (messages) are not in the list.
 OPEN_ENTITY_TYPES = frozenset(
-    {"EnergyCommunity", "KeyPerformanceIndicator", "DataPolicy", "Practice", "Initiative", "CommunityDocument"}
+    {
+        "EnergyCommunity",
+        "KeyPerformanceIndicator",
+        "DataPolicy",
+        "Practice",
+        "Initiative",
+        "CommunityDocument",
+    }
 )
+
 
 class PolicyError(ValueError):
     """An ODRL policy that BRIGHT cannot enforce; the message names the bad part (``permission[0].action``)."""
