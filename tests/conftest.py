@@ -92,3 +92,20 @@ def mqtt_broker() -> tuple[str, int]:
     if not port_open(MQTT_HOST, MQTT_PORT):
         missing_service(f"MQTT broker on {MQTT_HOST}:{MQTT_PORT}")
     return MQTT_HOST, MQTT_PORT
+
+
+@pytest.fixture(autouse=True)
+def _wide_cli_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tests assert on the text of rich tables: give the commands' consoles a fixed width.
+
+    The width rich finds otherwise depends on the process (terminal, ``COLUMNS`` at the time the
+    console was built), which differs between a pytest-xdist worker and a single run.
+    """
+    import sys
+
+    from rich.console import Console
+
+    for name, module in list(sys.modules.items()):
+        console = getattr(module, "console", None) if name.startswith("bright.") else None
+        if isinstance(console, Console):
+            monkeypatch.setattr(console, "_width", 250)

@@ -24,6 +24,7 @@ from bright.ledger.records import (
     parse_canonical,
     parse_timestamp,
     sign_record,
+    sign_records,
     wh_from_kwh,
 )
 
@@ -248,3 +249,23 @@ def test_property_settlements_round_trip_through_leaf_bytes(
     decoded = SignedRecord.from_bytes(signed.to_bytes())
     assert decoded.record() == settlement
     assert decoded.verify()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    count=st.integers(min_value=0, max_value=700),
+    threads=st.integers(min_value=1, max_value=4),
+    min_per_thread=st.sampled_from([1, 7, 256]),
+)
+def test_sign_records_in_threads_is_sign_record_in_order(
+    count: int, threads: int, min_per_thread: int
+) -> None:
+    bodies = [
+        _settlement(
+            interval_start=START + timedelta(minutes=15 * (n // 3)), member=f"EAN54144800000000{n % 3:04d}"
+        )
+        for n in range(count)
+    ]
+    signed = sign_records(bodies, AUTHOR, threads=threads, min_per_thread=min_per_thread)
+    assert [s.to_bytes() for s in signed] == [sign_record(b, AUTHOR).to_bytes() for b in bodies]
+    assert all(s.verify() for s in signed[:20])

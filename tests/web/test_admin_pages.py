@@ -201,9 +201,10 @@ def test_create_edit_and_remove_a_policy(client: TestClient) -> None:
 def test_consents_per_member_with_their_dates(app: object, client: TestClient) -> None:
     from bright.api.onboarding import onboarding_of
 
-    class _Req:  # onboarding_of reads request.app only
+    class _Req:  # onboarding_of reads request.app, and request.base_url when it builds the service
         def __init__(self, a: object) -> None:
             self.app = a
+            self.base_url = "http://testserver/"
 
     svc = onboarding_of(_Req(app))  # type: ignore[arg-type]
     svc.set_consent(CID, ME, "sharing", True)

@@ -95,6 +95,7 @@ from bright.ledger.records import (
     cents_from_eur,
     format_timestamp,
     sign_record,
+    sign_records,
     wh_from_kwh,
 )
 from bright.ledger.store import LedgerStore
@@ -918,9 +919,11 @@ class LedgerNode:
             the log (same kind, member and key).
         """
         signed: list[SignedRecord] = []
+        # Bodies are signed here, on both cores; records signed elsewhere are verified.
+        fresh = iter(sign_records([r for r in records if not isinstance(r, SignedRecord)], self.__identity))
         for item in records:
-            record = item if isinstance(item, SignedRecord) else sign_record(item, self.__identity)
-            if not record.verify():
+            record = item if isinstance(item, SignedRecord) else next(fresh)
+            if record is item and not record.verify():
                 raise LedgerInputError(
                     f"{record.kind} record by {record.author}: the signature does not verify"
                 )
@@ -1042,7 +1045,7 @@ class LedgerNode:
         with self._lock:
             existing = self._existing_settlements({format_timestamp(s) for s in starts})
             skipped, conflicting = 0, []
-            by_interval: dict[int, list[tuple[SignedRecord, Settlement]]] = {}
+            by_interval: dict[int, list[Settlement]] = {}
             for t, body in candidates:
                 key = (body.member, format_timestamp(body.interval_start))
                 if key in existing:
@@ -1051,10 +1054,10 @@ class LedgerNode:
                     else:
                         conflicting.append(f"{body.member} at {key[1]}")
                     continue
-                by_interval.setdefault(t, []).append((sign_record(body, self.__identity), body))
-            pairs = [p for t in sorted(by_interval) for p in by_interval[t]]
-            signed = [p[0] for p in pairs]
-            indices = self._append(signed, [p[1] for p in pairs]) if signed else range(0)
+                by_interval.setdefault(t, []).append(body)
+            bodies = [body for t in sorted(by_interval) for body in by_interval[t]]
+            signed = sign_records(bodies, self.__identity)
+            indices = self._append(signed, bodies) if signed else range(0)
             heads: list[SignedTreeHead] = []
             size = indices.start
             for t in sorted(by_interval):
