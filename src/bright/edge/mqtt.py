@@ -56,7 +56,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bright.edge import senml, topics
 from bright.edge.quarantine import Quarantine, ReplayReport, entry_row
 from bright.edge.senml import Limits, Rejection
-from bright.twin.context import DEFAULT_VOCAB
+from bright.twin.context import BRIGHT_NS, DEFAULT_VOCAB
 from bright.twin.series import SeriesError, SeriesStore
 from bright.twin.store import EntityEvent, TwinStore
 
@@ -76,7 +76,6 @@ __all__ = [
 
 log = logging.getLogger("bright.edge.mqtt")
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 #: Largest power (kW) of an entity that states none: a large LV connection (e.g. a school).
 DEFAULT_MAX_POWER_KW = 250.0
 #: A PV array's AC power may exceed its kWp rating (cold, clear sky, cloud edges) by this factor.

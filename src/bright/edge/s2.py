@@ -117,6 +117,7 @@ from sqlalchemy import (
 )
 
 from bright.twin import migrations
+from bright.twin.context import BRIGHT_NS
 from bright.twin.series import SeriesStore
 
 __all__ = [
@@ -136,7 +137,6 @@ __all__ = [
 
 log = logging.getLogger("bright.edge.s2")
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 POWER = f"{BRIGHT_NS}powerKw"
 FILL_LEVEL = f"{BRIGHT_NS}fillLevel"
 STEP = pd.Timedelta(minutes=15)

@@ -65,6 +65,8 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from bright.twin.context import BRIGHT_NS
+
 __all__ = [
     "QUANTITIES",
     "RELATIVE_TIME_LIMIT_S",
@@ -86,7 +88,6 @@ __all__ = [
     "to_readings",
 ]
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 #: Resolved times below this (2**28 s) are relative to "now" (RFC 8428 §4.5.3).
 RELATIVE_TIME_LIMIT_S = 2**28
 #: The SenML version this module understands (``bver``).

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bright.twin.context import BRIGHT_CONTEXT_URL, ActiveContext
+from bright.twin.context import BRIGHT_CONTEXT_URL, BRIGHT_NS, ActiveContext
 from bright.twin.errors import BadRequestData
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "parse_card",
 ]
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 SDM = "https://smartdatamodels.org/"
 EC = "https://smartdatamodels.org/dataModel.EnergyCommunity/"
 NGSI_LOCATION = "https://uri.etsi.org/ngsi-ld/location"

@@ -30,6 +30,7 @@ import pandas as pd
 
 from bright.network.cards import CARD_TERMS, IRI, CardError, CommunityCard
 from bright.network.knowledge import KNOWLEDGE_TERMS, LANGUAGES, Practice
+from bright.twin.context import BRIGHT_NS as _NS
 
 __all__ = [
     "DATASETS",
@@ -77,7 +78,6 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 _XSD = "http://www.w3.org/2001/XMLSchema#"
-_NS = "https://w3id.org/bright/ns#"
 _SDM = "https://smartdatamodels.org/"
 # column -> (IRI, xsd type or None for a string)
 _CARD_COLUMNS: dict[str, tuple[str, str | None]] = {

@@ -42,6 +42,7 @@ from bright.energy.sharing import (
     TariffType,
     tariff_type,
 )
+from bright.twin.context import BRIGHT_NS
 from bright.twin.entities import check_entity_id
 from bright.twin.errors import BadRequestData, ResourceNotFound
 from bright.twin.series import SeriesInfo, SeriesStore
@@ -70,7 +71,6 @@ __all__ = [
     "resolve_range",
 ]
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 
 #: Attributes this module reads or the energy services write that are not (yet) terms of the BRIGHT
 #: @context: short term -> IRI. They are used by IRI, so adding the terms changes nothing here.

@@ -96,6 +96,7 @@ from bright.social.segmentation import (
     simulate_respondents,
 )
 from bright.twin import migrations
+from bright.twin.context import BRIGHT_NS
 from bright.twin.errors import BadRequestData, InternalError, ResourceNotFound
 from bright.twin.series import SeriesStore
 from bright.twin.service import TwinService
@@ -114,7 +115,6 @@ __all__ = [
     "questionnaire_document",
 ]
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 #: Version of the consent statement members agree to (stored with every answer set).
 CONSENT_VERSION = "sbright-consent-1"
 #: The consent statement, per language (shown with the questionnaire).

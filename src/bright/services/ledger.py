@@ -101,6 +101,7 @@ from bright.ledger.records import (
 from bright.ledger.store import LedgerStore
 from bright.ledger.verify import make_bundle
 from bright.twin import migrations
+from bright.twin.context import BRIGHT_NS
 from bright.twin.errors import BadRequestData, NgsiLdError, ResourceNotFound
 from bright.twin.vocabulary import bright_context
 
@@ -127,7 +128,6 @@ __all__ = [
 
 log = logging.getLogger("bright.ledger")
 
-BRIGHT_NS = "https://w3id.org/bright/ns#"
 #: Name of the key directory inside the node's data directory.
 KEY_DIR_NAME = "keys"
 #: Table prefix of the node's log (LedgerStore tables ``ledger_leaves``, ``ledger_heads``...).

@@ -34,6 +34,8 @@ _CORE_MIRROR_RE = re.compile(r"^https?://.+/ngsi-ld-core-context(-v1\.(\d+))?\.j
 _ABSOLUTE_IRI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 BRIGHT_CONTEXT_URL = "https://w3id.org/bright/context.jsonld"
+#: Namespace of BRIGHT's own terms (the ``bright:`` prefix of its @context).
+BRIGHT_NS = "https://w3id.org/bright/ns#"
 # BRIGHT's energy vocabulary and the two user contexts of the ETSI conformance suite, bundled so
 # that they resolve offline.
 _BUNDLED_USER_CONTEXTS = {
