@@ -89,7 +89,9 @@ def get_policy(request: Request, policy_id: str) -> Response:
     raise ResourceNotFound(f"no policy {policy_id}")
 
 
-def _parse_body(body: Any, policy_id: str | None) -> tuple[Policy, str]:
+def parse_policy_body(body: Any, policy_id: str | None) -> tuple[Policy, str]:
+    """A DataPolicy from a request body ``{odrl, community?, id?}`` (or a bare ODRL policy) and its
+    entity id; BadRequestData names the part that is wrong (the REST API and the dashboard's form)."""
     if not isinstance(body, dict):
         raise BadRequestData('the body is a JSON object: {"odrl": {...}, "community"?: id, "id"?: id}')
     odrl = body.get("odrl", body if "@context" in body else None)
@@ -138,7 +140,7 @@ async def create_policy(request: Request) -> Response:
     from bright.api.auth import require_role
 
     require_role(request)
-    policy, eid = _parse_body(await read_json(request, 1024 * 1024), None)
+    policy, eid = parse_policy_body(await read_json(request, 1024 * 1024), None)
     _write(request, policy, eid, replace=False)
     return json_response(
         {**_render(policy, True), "id": eid}, status=201, headers={"Location": f"/api/policies/{eid}"}
@@ -161,7 +163,7 @@ async def replace_policy(request: Request, policy_id: str) -> Response:
     from bright.api.auth import require_role
 
     require_role(request)
-    policy, eid = _parse_body(await read_json(request, 1024 * 1024), policy_id)
+    policy, eid = parse_policy_body(await read_json(request, 1024 * 1024), policy_id)
     _write(request, policy, eid, replace=True)
     return json_response({**_render(policy, True), "id": eid})
 

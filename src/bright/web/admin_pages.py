@@ -6,7 +6,7 @@
 - ``/admin/policy?id=...`` (manager): one policy in words (who may or may not do what with which
   asset, under which constraints) beside its ODRL JSON; ``/admin/policy/edit?id=...`` and
   ``/admin/policies/new`` edit or create one. The form goes through the REST API's own validation
-  (:func:`bright.api.policies._parse_body`, which calls :func:`bright.network.policy.parse_policy`),
+  (:func:`bright.api.policies.parse_policy_body`, which calls :func:`bright.network.policy.parse_policy`),
   and its message is shown next to the field at fault (``odrl``, ``community`` or ``id``);
   ``POST /admin/policy/delete?id=...`` removes a stored policy (a default one comes back);
 - ``/admin/consents`` (manager): each member's ``Consent`` entities (purpose, granted, revoked);
@@ -246,9 +246,9 @@ def validate_policy_form(
     """The policy of a form and its entity id, or the errors by field (``odrl``, ``community``, ``id``).
 
     The JSON is read here; the policy is validated by the REST API's own function
-    (:func:`bright.api.policies._parse_body`), whose message is put next to the field it names.
+    (:func:`bright.api.policies.parse_policy_body`), whose message is put next to the field it names.
     """
-    from bright.api.policies import _parse_body
+    from bright.api.policies import parse_policy_body
 
     text = form.get("odrl", "")
     try:
@@ -261,7 +261,7 @@ def validate_policy_form(
     if policy_id is None and form.get("id", "").strip():
         body["id"] = form["id"].strip()
     try:
-        policy, eid = _parse_body(body, policy_id)
+        policy, eid = parse_policy_body(body, policy_id)
     except NgsiLdError as exc:
         detail = exc.detail
         field = "odrl"
